@@ -1,0 +1,219 @@
+//! The command line, as clap definitions only. Meaning is given to it in
+//! `cmd/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dblaunch",
+    version,
+    about = "Run programs that share embedded databases without lock errors",
+    long_about = "Run programs that share embedded databases (DuckDB, SQLite, RocksDB, …) without \
+                  lock errors. dblaunch takes a fair, crash-safe lock on each database before it \
+                  starts a program, runs conflicting programs one after another and the rest side \
+                  by side, forwards signals, and releases every lock the moment a program ends."
+)]
+pub struct Cli {
+    /// The manifest [default: $DBLAUNCH_FILE, else the nearest dblaunch.toml
+    /// in this directory or a parent]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        env = "DBLAUNCH_FILE",
+        value_name = "FILE"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// More detail about what dblaunch does (-vv for even more)
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors from dblaunch itself; programs' output is untouched
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run programs and groups of the manifest in the foreground
+    Run(RunArgs),
+    /// Run one command under database locks, no manifest needed
+    Exec(ExecArgs),
+    /// Show who holds and who waits for each database
+    Status(StatusArgs),
+    /// Gracefully stop programs of this manifest running under any dblaunch
+    Stop(StopArgs),
+    /// Validate the manifest and show each program's locks and conflicts
+    Check,
+    /// Test fixture: a program that records what happens to it
+    #[command(name = "__probe", hide = true)]
+    Probe(ProbeArgs),
+}
+
+/// How long to queue for a busy database.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WaitArgs {
+    /// Give up with status 75 if a database stays busy this long (500ms, 30s, 10m)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, conflicts_with = "no_wait")]
+    pub wait: Option<Duration>,
+
+    /// Give up with status 75 at once if a database is busy (= --wait 0s)
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Grace period between the stop signal and SIGKILL [default: 10s, or the manifest's]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub stop_timeout: Option<Duration>,
+}
+
+impl WaitArgs {
+    /// The queueing limit: `None` waits as long as it takes.
+    pub fn limit(&self) -> Option<Duration> {
+        if self.no_wait {
+            Some(Duration::ZERO)
+        } else {
+            self.wait
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Programs or groups of the manifest
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(arg_required_else_help = true)]
+pub struct ExecArgs {
+    /// Lock PATH for reading (shared with other readers); repeatable
+    #[arg(long = "read", value_name = "PATH")]
+    pub reads: Vec<PathBuf>,
+
+    /// Lock PATH for writing (exclusive); repeatable
+    #[arg(long = "write", value_name = "PATH")]
+    pub writes: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// The program name that `status` shows [default: the command's file name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The command and its arguments (after --)
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+
+    /// Databases to show [default: the manifest's]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Programs or groups to stop [default: all of the manifest's]
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Append `LABEL start|end MONOTONIC_NS PID PGID` lines here
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    #[arg(long, default_value = "probe")]
+    pub label: String,
+    /// Stay this long
+    #[arg(long, value_parser = parse_duration)]
+    pub hold: Option<Duration>,
+    /// Stay until this file exists
+    #[arg(long)]
+    pub until: Option<PathBuf>,
+    /// Signals (numbers) to log and otherwise ignore
+    #[arg(long = "ignore", value_name = "SIGNO")]
+    pub ignore: Vec<i32>,
+    /// Start a grandchild (another probe with the same options) first
+    #[arg(long)]
+    pub grandchild: bool,
+    /// Write own pid to this file, once ready
+    #[arg(long)]
+    pub pidfile: Option<PathBuf>,
+    /// Exit with this status
+    #[arg(long, default_value_t = 0)]
+    pub exit: i32,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; write a duration such as 500ms, 30s, 10m or 1h30m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "dblaunch",
+            "exec",
+            "--write",
+            "a.db",
+            "--read",
+            "b.db",
+            "--no-wait",
+            "--",
+            "cmd",
+            "--flag",
+        ])
+        .unwrap();
+        let Command::Exec(e) = cli.command else {
+            panic!()
+        };
+        assert_eq!(e.command, ["cmd", "--flag"]);
+        assert_eq!(e.wait.limit(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn wait_and_no_wait_conflict() {
+        assert!(
+            Cli::try_parse_from([
+                "dblaunch",
+                "exec",
+                "--write",
+                "a",
+                "--wait",
+                "1s",
+                "--no-wait",
+                "--",
+                "x"
+            ])
+            .is_err()
+        );
+    }
+}

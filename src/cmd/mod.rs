@@ -1,0 +1,5 @@
+//! One module per subcommand, each with `execute(args) -> Result<u8, Error>`
+//! returning the exit status.
+
+pub mod exec;
+pub mod probe;

@@ -1,0 +1,107 @@
+//! `dblaunch __probe`: a hidden test fixture (like just's `--request`). It
+//! logs when it starts and ends (with a system-wide monotonic clock, so a
+//! checker can order events of many processes), which signals it gets, and
+//! can ignore signals, spawn a grandchild, and hold until told to go.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::time::{ClockId, clock_gettime};
+
+use crate::cli::ProbeArgs;
+use crate::error::Error;
+use crate::signals;
+
+pub fn execute(args: ProbeArgs) -> Result<u8, Error> {
+    let (tx, rx) = mpsc::channel();
+    let mut catch: Vec<i32> = signals::FORWARDED.to_vec();
+    catch.retain(|s| *s != libc::SIGWINCH);
+    let mut sigs = signal_hook::iterator::Signals::new(&catch).map_err(|source| Error::Io {
+        action: "install signal handlers".into(),
+        source,
+    })?;
+    std::thread::spawn(move || {
+        for s in sigs.forever() {
+            if tx.send(s).is_err() {
+                break;
+            }
+        }
+    });
+    let pgid = nix::unistd::getpgrp().as_raw();
+    let me = std::process::id();
+    if args.grandchild {
+        let exe = std::env::current_exe().map_err(|source| Error::Io {
+            action: "find own executable".into(),
+            source,
+        })?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("__probe")
+            .arg("--label")
+            .arg(format!("{}-grandchild", args.label));
+        if let Some(l) = &args.log {
+            cmd.arg("--log").arg(l);
+        }
+        if let Some(h) = args.hold {
+            cmd.arg("--hold").arg(format!("{}ms", h.as_millis()));
+        }
+        if let Some(u) = &args.until {
+            cmd.arg("--until").arg(u);
+        }
+        if let Some(p) = &args.pidfile {
+            cmd.arg("--pidfile").arg(p);
+        }
+        for s in &args.ignore {
+            cmd.arg("--ignore").arg(s.to_string());
+        }
+        cmd.spawn().map_err(|source| Error::Io {
+            action: "start the grandchild".into(),
+            source,
+        })?;
+    }
+    log(&args, &format!("start {} {me} {pgid}", now_ns()));
+    if let Some(p) = &args.pidfile {
+        append(p, &format!("{me}\n"));
+    }
+    let deadline = args.hold.map(|h| Instant::now() + h);
+    loop {
+        if args.until.as_deref().is_some_and(Path::exists) {
+            break;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if args.until.is_none() && deadline.is_none() {
+            break;
+        }
+        if let Ok(s) = rx.recv_timeout(Duration::from_millis(5)) {
+            log(&args, &format!("got {} {}", signals::name(s), now_ns()));
+            if !args.ignore.contains(&s) {
+                log(&args, &format!("end {} {me} {pgid}", now_ns()));
+                return Ok((128 + s) as u8);
+            }
+        }
+    }
+    log(&args, &format!("end {} {me} {pgid}", now_ns()));
+    Ok(args.exit as u8)
+}
+
+fn now_ns() -> u128 {
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("the monotonic clock exists");
+    t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128
+}
+
+fn log(args: &ProbeArgs, event: &str) {
+    if let Some(path) = &args.log {
+        append(path, &format!("{} {event}\n", args.label));
+    }
+}
+
+/// One write(2) with O_APPEND: lines from many processes never interleave.
+fn append(path: &Path, line: &str) {
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}

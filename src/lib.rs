@@ -1,0 +1,52 @@
+//! dblaunch: run programs that share embedded databases without lock errors.
+//!
+//! The binary is a thin wrapper around [`run`]; each subcommand lives in
+//! `cmd/`, the database lock in `lock/`, process handling in `process/`.
+
+pub mod cli;
+pub mod cmd;
+pub mod error;
+pub mod lock;
+mod logging;
+pub mod process;
+pub mod procfs;
+pub mod signals;
+pub mod supervisor;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+pub use crate::error::Error;
+
+/// Parses the command line, runs the subcommand and returns the exit status.
+pub fn run() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; usage errors
+            // exit 2. A closed stdout is not an error worth reporting.
+            let _ = e.print();
+            return if e.use_stderr() {
+                error::code::USAGE
+            } else {
+                0
+            };
+        }
+    };
+    logging::init(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Exec(args) => cmd::exec::execute(args),
+        Command::Run(_) => Err(Error::NotImplemented("run")),
+        Command::Status(_) => Err(Error::NotImplemented("status")),
+        Command::Stop(_) => Err(Error::NotImplemented("stop")),
+        Command::Check => Err(Error::NotImplemented("check")),
+        Command::Probe(args) => cmd::probe::execute(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! What can go wrong while locking a database, each with what to do about it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::record::Mode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "the directory {directory} of database {database} does not exist: create it first, or correct the path",
+        directory = .directory.display(), database = .database.display()
+    )]
+    MissingDirectory {
+        database: PathBuf,
+        directory: PathBuf,
+    },
+
+    #[error("{database} cannot be a database: {reason}", database = .database.display())]
+    BadPath {
+        database: PathBuf,
+        reason: &'static str,
+    },
+
+    #[error(
+        "cannot resolve database path {database}: {source}; check that every directory on the way exists and that you may enter it",
+        database = .database.display()
+    )]
+    Inaccessible {
+        database: PathBuf,
+        source: io::Error,
+    },
+
+    #[error(
+        "database {database} is both read and written by one command: a write lock already allows reading, so keep only --write",
+        database = .database.display()
+    )]
+    ReadAndWrite { database: PathBuf },
+
+    #[error(
+        "cannot create the lock directory {lock_dir} for database {database}: {source}; dblaunch keeps each database's lock beside it, so the database's directory must be writable by you (fix its permissions, or move the database to a writable place)",
+        lock_dir = .lock_dir.display(), database = .database.display()
+    )]
+    LockDirectory {
+        database: PathBuf,
+        lock_dir: PathBuf,
+        source: io::Error,
+    },
+
+    #[error(
+        "{lock_dir} is in the way of the lock for database {database}: it exists but is not a directory (a file, or a symbolic link, which dblaunch never follows); remove or rename it",
+        lock_dir = .lock_dir.display(), database = .database.display()
+    )]
+    LockDirectoryOccupied {
+        database: PathBuf,
+        lock_dir: PathBuf,
+    },
+
+    #[error(
+        "cannot {action} {path}: {source}; the lock for database {database} lives there, so check that the directory is still there, writable and not on a full or read-only filesystem",
+        path = .path.display(), database = .database.display()
+    )]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        database: PathBuf,
+        source: io::Error,
+    },
+
+    #[error(
+        "the lock directory of database {database} was removed while dblaunch waited for it, so its place in the queue is gone; run the command again",
+        database = .database.display()
+    )]
+    Removed { database: PathBuf },
+
+    #[error(
+        "database {database} is busy: {holders}; {waited}. Try again later, wait longer (--wait DUR, or no --wait to queue for as long as it takes), or stop the holder (`dblaunch status` shows every holder)",
+        database = .database.display(),
+        holders = HolderList(.holders),
+        waited = WaitedFor(.waited, .limit),
+    )]
+    Busy {
+        database: PathBuf,
+        mode: Mode,
+        holders: Vec<Holder>,
+        waited: Duration,
+        limit: Duration,
+    },
+}
+
+/// Who is in the way, as far as it can be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// A live, validated dblaunch record.
+    Program {
+        program: String,
+        pid: i32,
+        mode: Mode,
+        holding: bool,
+        since: String,
+    },
+    /// The record's process is gone but the lock is still held: a leftover
+    /// process of that program (a daemonised grandchild) kept the inherited
+    /// descriptor.
+    Leftover {
+        program: String,
+        pids: Vec<(i32, String)>,
+        mode: Mode,
+    },
+    /// A live ticket whose record cannot be read or believed.
+    Unknown { ticket: String, why: String },
+    /// A process that locked the database file itself, outside dblaunch.
+    Foreign {
+        pid: Option<i32>,
+        command: String,
+        write: bool,
+    },
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Holder::Program {
+                program,
+                pid,
+                mode,
+                holding,
+                since,
+            } => {
+                let verb = if *holding {
+                    "holds it"
+                } else {
+                    "is queued ahead"
+                };
+                write!(f, "{program} (pid {pid}) {verb} for {mode} since {since}")
+            }
+            Holder::Leftover {
+                program,
+                pids,
+                mode,
+            } => {
+                write!(
+                    f,
+                    "a leftover process of {program}, which has exited, still holds its {mode} lock"
+                )?;
+                for (pid, cmd) in pids {
+                    write!(f, " (pid {pid}: {cmd})")?;
+                }
+                Ok(())
+            }
+            Holder::Unknown { ticket, why } => write!(
+                f,
+                "the live ticket {ticket} has a record that cannot be read ({why})"
+            ),
+            Holder::Foreign {
+                pid,
+                command,
+                write,
+            } => {
+                let mode = if *write { "write" } else { "read" };
+                match pid {
+                    Some(pid) => write!(
+                        f,
+                        "pid {pid} ({command}) holds a {mode} lock on the database file itself, outside dblaunch"
+                    ),
+                    None => write!(
+                        f,
+                        "a process outside dblaunch holds a {mode} lock on the database file itself"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+struct HolderList<'a>(&'a [Holder]);
+
+impl fmt::Display for HolderList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("the process holding it could not be identified");
+        }
+        for (i, h) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", and ")?;
+            }
+            write!(f, "{h}")?;
+        }
+        Ok(())
+    }
+}
+
+struct WaitedFor<'a>(&'a Duration, &'a Duration);
+
+impl fmt::Display for WaitedFor<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.1.is_zero() {
+            f.write_str("gave up at once (--no-wait)")
+        } else {
+            write!(
+                f,
+                "gave up after waiting {} (the limit is {})",
+                round(*self.0),
+                humantime::format_duration(*self.1)
+            )
+        }
+    }
+}
+
+/// A duration rounded for people: milliseconds below 10 s, else seconds.
+pub fn round(d: Duration) -> humantime::FormattedDuration {
+    let d = if d < Duration::from_secs(10) {
+        Duration::from_millis(d.as_millis() as u64)
+    } else {
+        Duration::from_secs(d.as_secs())
+    };
+    humantime::format_duration(d)
+}

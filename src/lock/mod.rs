@@ -1,0 +1,24 @@
+//! The database lock: a kernel lock per database, a PID-validated record of
+//! who holds or waits for it, and a fair cross-process queue. It knows nothing
+//! of programs or manifests; `exec` and `run` drive it.
+//!
+//! See `DESIGN-lock-queue.md` in the shared folder for the protocol; the short
+//! version: per database a directory beside it holds a *gate* file (its flock
+//! serialises queue edits) and one *ticket* file per waiter or holder. A
+//! ticket's own exclusive flock is held by its owner for as long as the owner
+//! (and the program it spawns, which inherits the descriptor) lives; a waiter
+//! blocks on shared flocks of the earlier tickets it conflicts with, so the
+//! kernel wakes it the instant they are gone.
+
+mod database;
+mod error;
+mod kernel;
+mod queue;
+mod record;
+mod set;
+
+pub use database::Database;
+pub use error::{Holder, LockError, round};
+pub use queue::{Queue, QueueEntry, Release, TicketId};
+pub use record::{Mode, Owner, Record, State};
+pub use set::{Acquirer, Held, Pending, Progress, Request, Step};

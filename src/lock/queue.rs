@@ -1,0 +1,653 @@
+//! One database's queue: the gate, the tickets, and the three operations on
+//! them (enqueue, wait for one's turn, release).
+//!
+//! Invariants, which every function here keeps:
+//! - a ticket is created, exclusively flocked and given its record while its
+//!   creator holds the gate, so every ticket another process can list is
+//!   either locked by a live owner or dead;
+//! - a ticket is unlinked only by someone who either holds the gate and could
+//!   take its exclusive lock, or holds a shared lock on it (both prove that no
+//!   process holds it any more);
+//! - ticket numbers only grow, so a name that no longer exists is finished.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::database::Database;
+use super::error::{Holder, LockError};
+use super::kernel::{self, Kind};
+use super::record::{Mode, Record, State};
+use crate::procfs::{self, FileId, LockFamily};
+
+const GATE: &str = "gate";
+/// A record is a few hundred bytes; anything much larger is not ours.
+const MAX_RECORD: u64 = 64 * 1024;
+
+/// A ticket's name: its place in the queue and its mode, `00000000000000000042.w`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TicketId {
+    pub number: u64,
+    pub mode: Mode,
+}
+
+impl TicketId {
+    pub fn file_name(&self) -> String {
+        format!("{:020}.{}", self.number, self.mode.letter())
+    }
+
+    pub fn parse(name: &str) -> Option<TicketId> {
+        let (number, mode) = name.split_once('.')?;
+        if number.len() != 20 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(TicketId {
+            number: number.parse().ok()?,
+            mode: Mode::from_letter(mode)?,
+        })
+    }
+}
+
+/// The queue of one database.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    db: Database,
+    dir: PathBuf,
+}
+
+/// A ticket this process owns. Its exclusive flock is the database lock once
+/// every earlier conflicting ticket is gone.
+#[derive(Debug)]
+pub struct Ticket {
+    queue: Queue,
+    id: TicketId,
+    file: File,
+}
+
+/// The result of [`Queue::enqueue`].
+pub enum Enqueued {
+    /// In the queue; `blockers` are the earlier tickets to wait for, oldest
+    /// first.
+    Queued {
+        ticket: Ticket,
+        blockers: Vec<TicketId>,
+    },
+    /// Only with `no_wait`: someone conflicting is there; no ticket was made.
+    Busy(Vec<Holder>),
+}
+
+/// What [`Ticket::release`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Release {
+    Free,
+    /// Processes that inherited the lock outlived the program and still hold
+    /// it, so the database stays locked (and queued) until they exit.
+    HeldBy(Vec<i32>),
+}
+
+/// A ticket as `status` and error messages see it.
+#[derive(Clone, Debug)]
+pub struct QueueEntry {
+    pub id: TicketId,
+    pub path: PathBuf,
+    /// Someone holds its lock.
+    pub live: bool,
+    pub record: Result<Record, String>,
+}
+
+struct Gate {
+    file: File,
+}
+
+impl Queue {
+    /// Opens the queue of `db`, creating its lock directory if needed.
+    pub fn open(db: &Database) -> Result<Queue, LockError> {
+        let dir = db.ensure_lock_dir()?;
+        Ok(Queue {
+            db: db.clone(),
+            dir,
+        })
+    }
+
+    /// The queue of `db` if its lock directory exists; never creates it.
+    pub fn existing(db: &Database) -> Option<Queue> {
+        let dir = db.lock_dir();
+        let meta = fs::symlink_metadata(&dir).ok()?;
+        meta.is_dir().then(|| Queue {
+            db: db.clone(),
+            dir,
+        })
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn io_err(&self, action: &'static str, path: PathBuf) -> impl FnOnce(io::Error) -> LockError {
+        let database = self.db.path().to_path_buf();
+        move |source| {
+            if source.kind() == io::ErrorKind::NotFound && action != "open" {
+                return LockError::Removed { database };
+            }
+            LockError::Io {
+                action,
+                path,
+                database,
+                source,
+            }
+        }
+    }
+
+    fn create_mode(&self) -> u32 {
+        if self.db.group_shared() { 0o664 } else { 0o644 }
+    }
+
+    fn gate(&self) -> Result<Gate, LockError> {
+        let path = self.dir.join(GATE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(self.create_mode())
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(self.io_err("open", path.clone()))?;
+        kernel::lock(&file, Kind::Exclusive, true)
+            .map_err(|e| self.io_err("lock", path)(e.into()))?;
+        Ok(Gate { file })
+    }
+
+    /// The ticket names in the directory, oldest first. Files with other names
+    /// (a stray editor backup, anything not ours) are ignored.
+    fn list(&self) -> Result<Vec<TicketId>, LockError> {
+        let mut ids: Vec<TicketId> = fs::read_dir(&self.dir)
+            .map_err(self.io_err("read", self.dir.clone()))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(TicketId::parse))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn ticket_path(&self, id: TicketId) -> PathBuf {
+        self.dir.join(id.file_name())
+    }
+
+    /// Takes a place in the queue. With `no_wait`, takes it only if no live
+    /// conflicting ticket is ahead, and otherwise reports who is in the way.
+    pub fn enqueue(
+        &self,
+        mode: Mode,
+        record: &Record,
+        no_wait: bool,
+    ) -> Result<Enqueued, LockError> {
+        let gate = self.gate()?;
+        let existing = self.list()?;
+        let mut blockers: Vec<TicketId> = existing
+            .iter()
+            .copied()
+            .filter(|t| mode.conflicts_with(t.mode))
+            .collect();
+        if no_wait {
+            // Under the gate, a ticket whose lock we can take is dead for
+            // good: clear it away, and keep only the live ones.
+            blockers.retain(|&id| !self.remove_if_dead(id));
+            if !blockers.is_empty() {
+                let holders = self.holders_among(&blockers);
+                return Ok(Enqueued::Busy(holders));
+            }
+        }
+        let number = existing
+            .last()
+            .map(|t| t.number)
+            .max(gate.counter())
+            .unwrap_or(0)
+            + 1;
+        let id = TicketId { number, mode };
+        let path = self.ticket_path(id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(self.create_mode())
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(self.io_err("create", path.clone()))?;
+        let ticket = Ticket {
+            queue: self.clone(),
+            id,
+            file,
+        };
+        // A fresh file nobody else has seen: this cannot block.
+        if !kernel::lock(&ticket.file, Kind::Exclusive, false)
+            .map_err(|e| self.io_err("lock", path.clone())(e.into()))?
+        {
+            let _ = fs::remove_file(&path);
+            return Err(self.io_err("lock", path)(io::Error::from_raw_os_error(
+                libc::EWOULDBLOCK,
+            )));
+        }
+        if let Err(e) = ticket.update(record) {
+            let _ = fs::remove_file(&path);
+            return Err(self.io_err("write", path)(e));
+        }
+        gate.set_counter(number);
+        drop(gate);
+        Ok(Enqueued::Queued { ticket, blockers })
+    }
+
+    /// Under the gate: unlinks `id` if nobody holds it. True if it was dead.
+    fn remove_if_dead(&self, id: TicketId) -> bool {
+        let path = self.ticket_path(id);
+        let Ok(file) = open_ticket(&path) else {
+            return true; // already gone
+        };
+        match kernel::lock(&file, Kind::Exclusive, false) {
+            Ok(true) => {
+                let _ = fs::remove_file(&path);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every ticket, oldest first, with whether it is live and its record.
+    /// Reads only: takes no gate and removes nothing.
+    pub fn entries(&self) -> Vec<QueueEntry> {
+        let Ok(ids) = self.list() else {
+            return Vec::new();
+        };
+        ids.into_iter().filter_map(|id| self.entry(id)).collect()
+    }
+
+    fn entry(&self, id: TicketId) -> Option<QueueEntry> {
+        let path = self.ticket_path(id);
+        let file = open_ticket(&path).ok()?;
+        // A shared lock we can take means nobody holds the ticket. Let go at
+        // once: it is a probe, not a claim.
+        // The probe lock goes with `file` when it is closed below.
+        let live = !kernel::lock(&file, Kind::Shared, false).unwrap_or(false);
+        let record = read_record(&file);
+        Some(QueueEntry {
+            id,
+            path,
+            live,
+            record,
+        })
+    }
+
+    /// Who is in the way among these (live, conflicting) tickets.
+    pub fn holders_among(&self, ids: &[TicketId]) -> Vec<Holder> {
+        ids.iter()
+            .filter_map(|&id| self.entry(id))
+            .filter(|e| e.live)
+            .map(|e| e.holder())
+            .collect()
+    }
+
+    /// Everyone who holds or waits for the database right now and conflicts
+    /// with `mode`, for a message.
+    pub fn conflicting_holders(&self, mode: Mode) -> Vec<Holder> {
+        let ids: Vec<TicketId> = self
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| mode.conflicts_with(t.mode))
+            .collect();
+        let mut holders = self.holders_among(&ids);
+        // Those that hold it first; then those queued ahead.
+        holders.sort_by_key(|h| !matches!(h, Holder::Program { holding: true, .. }));
+        holders
+    }
+}
+
+impl QueueEntry {
+    /// This live entry as a [`Holder`], its record validated against /proc.
+    pub fn holder(&self) -> Holder {
+        match &self.record {
+            Ok(r) if r.is_alive() || (r.state == State::Waiting && r.supervisor_is_alive()) => {
+                Holder::Program {
+                    program: r.program.clone(),
+                    pid: r.pid,
+                    mode: r.mode,
+                    holding: r.state == State::Holding,
+                    since: r.since.clone(),
+                }
+            }
+            Ok(r) => Holder::Leftover {
+                program: r.program.clone(),
+                pids: self
+                    .lock_holders()
+                    .into_iter()
+                    .map(|pid| (pid, procfs::describe(pid)))
+                    .collect(),
+                mode: r.mode,
+            },
+            Err(why) => Holder::Unknown {
+                ticket: self.path.display().to_string(),
+                why: why.clone(),
+            },
+        }
+    }
+
+    /// The processes whose descriptors hold this ticket's lock.
+    pub fn lock_holders(&self) -> Vec<i32> {
+        let Some(id) = FileId::of_path(&self.path) else {
+            return Vec::new();
+        };
+        procfs::openers(&[id])
+            .into_iter()
+            .filter(|o| o.write_lock)
+            .map(|o| o.pid)
+            .collect()
+    }
+}
+
+impl Gate {
+    fn counter(&self) -> Option<u64> {
+        let mut text = String::new();
+        (&self.file).take(64).read_to_string(&mut text).ok()?;
+        // A garbled counter is harmless: the tickets on disk also say where
+        // the numbering stands.
+        text.trim().parse().ok()
+    }
+
+    fn set_counter(&self, n: u64) {
+        let text = format!("{n}\n");
+        if self.file.write_all_at(text.as_bytes(), 0).is_ok() {
+            let _ = self.file.set_len(text.len() as u64);
+        }
+    }
+}
+
+impl Ticket {
+    pub fn id(&self) -> TicketId {
+        self.id
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// The locked descriptor, for the program to inherit.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Rewrites the record in place. Done while holding the ticket's lock;
+    /// a reader may see a torn record for an instant and retries.
+    pub fn update(&self, record: &Record) -> io::Result<()> {
+        let bytes = record.to_bytes();
+        self.file.write_all_at(&bytes, 0)?;
+        self.file.set_len(bytes.len() as u64)
+    }
+
+    /// Whether this ticket's file is still the one in the queue directory
+    /// (the directory was not removed or replaced while we waited).
+    pub fn still_queued(&self) -> bool {
+        let Ok(ours) = self.file.metadata() else {
+            return false;
+        };
+        let theirs = fs::symlink_metadata(self.queue.ticket_path(self.id));
+        theirs.is_ok_and(|m| FileId::of(&m) == FileId::of(&ours))
+    }
+
+    /// Gives up a place in the queue that was never used.
+    pub fn abandon(self) {
+        if let Ok(_gate) = self.queue.gate() {
+            let _ = fs::remove_file(self.queue.ticket_path(self.id));
+        }
+        drop(self.file);
+    }
+
+    /// Lets go of the lock after the program is gone: closes our descriptor,
+    /// then removes the ticket unless some process still holds the lock
+    /// through an inherited descriptor.
+    pub fn release(self) -> Release {
+        let path = self.queue.ticket_path(self.id);
+        let ino = self.file.metadata().ok().map(|m| FileId::of(&m));
+        drop(self.file);
+        let Ok(_gate) = self.queue.gate() else {
+            // Without the gate the ticket stays; the next waiter finds it
+            // unlocked and clears it. The lock itself is already free.
+            return Release::Free;
+        };
+        let Ok(file) = open_ticket(&path) else {
+            return Release::Free;
+        };
+        if let Ok(true) = kernel::lock(&file, Kind::Exclusive, false) {
+            let _ = fs::remove_file(&path);
+            return Release::Free;
+        }
+        // Someone has it. Waiters hold *shared* locks for an instant as they
+        // pass; only an exclusive one means our description lives on in a
+        // leftover process. (No one else takes exclusive locks on it while we
+        // hold the gate.)
+        let Some(ino) = ino else {
+            return Release::Free;
+        };
+        let still_held = procfs::locks()
+            .iter()
+            .any(|l| l.family == LockFamily::Flock && l.write && l.file == ino);
+        if !still_held {
+            return Release::Free;
+        }
+        let pids = procfs::openers(&[ino])
+            .into_iter()
+            .filter(|o| o.write_lock)
+            .map(|o| o.pid)
+            .collect();
+        Release::HeldBy(pids)
+    }
+}
+
+/// Waits until none of `blockers` (in the lock directory `dir`) is held,
+/// oldest first. Each one is opened only while it is waited for, so a waiter
+/// holds one extra descriptor however long the queue.
+///
+/// `on_blocked` is told before each wait that will really block. Returns
+/// false if `cancel` was set.
+pub fn wait_turn(
+    dir: &Path,
+    blockers: &mut Vec<TicketId>,
+    block: bool,
+    cancel: &AtomicBool,
+    mut on_blocked: impl FnMut(TicketId),
+) -> io::Result<WaitOutcome> {
+    while let Some(&id) = blockers.first() {
+        if cancel.load(Ordering::Acquire) {
+            return Ok(WaitOutcome::Cancelled);
+        }
+        let path = dir.join(id.file_name());
+        let file = match open_ticket(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                blockers.remove(0);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !kernel::lock(&file, Kind::Shared, false)? {
+            if !block {
+                return Ok(WaitOutcome::Blocked(id));
+            }
+            on_blocked(id);
+            kernel::lock(&file, Kind::Shared, true)?;
+        }
+        // We hold a shared lock: nobody holds the ticket, and nobody ever will
+        // again. Clear it away for everyone.
+        let _ = fs::remove_file(&path);
+        blockers.remove(0);
+    }
+    Ok(WaitOutcome::Done)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum WaitOutcome {
+    Done,
+    Blocked(TicketId),
+    Cancelled,
+}
+
+fn open_ticket(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+fn read_record(file: &File) -> Result<Record, String> {
+    // A record is rewritten in place when its owner starts holding; retry a
+    // torn read a few times before calling it corrupt.
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut buf = vec![0u8; MAX_RECORD as usize];
+        let mut len = 0;
+        loop {
+            match file.read_at(&mut buf[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) => {
+                    len += n;
+                    if len == buf.len() {
+                        return Err("it is larger than any dblaunch record".to_owned());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot read it: {e}")),
+            }
+        }
+        if len == 0 {
+            last = "it is empty".to_owned();
+            continue;
+        }
+        match serde_json::from_slice::<Record>(&buf[..len]) {
+            Ok(r) => return Ok(r),
+            Err(e) => last = format!("it is not a dblaunch record: {e}"),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::record::Owner;
+
+    fn owner() -> Owner {
+        Owner {
+            program: "t".into(),
+            command: vec!["t".into()],
+        }
+    }
+
+    fn queue() -> (tempfile::TempDir, Queue) {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Database::resolve(Path::new("app.db"), tmp.path()).unwrap();
+        let q = Queue::open(&db).unwrap();
+        (tmp, q)
+    }
+
+    fn enqueue(q: &Queue, mode: Mode) -> (Ticket, Vec<TicketId>) {
+        match q
+            .enqueue(mode, &Record::waiting(&owner(), mode), false)
+            .unwrap()
+        {
+            Enqueued::Queued { ticket, blockers } => (ticket, blockers),
+            Enqueued::Busy(_) => unreachable!("waiting enqueue is never busy"),
+        }
+    }
+
+    #[test]
+    fn ticket_names_round_trip_and_strangers_are_ignored() {
+        let id = TicketId {
+            number: 42,
+            mode: Mode::Write,
+        };
+        assert_eq!(id.file_name(), "00000000000000000042.w");
+        assert_eq!(TicketId::parse(&id.file_name()), Some(id));
+        assert_eq!(TicketId::parse("gate"), None);
+        assert_eq!(TicketId::parse("42.w"), None);
+        assert_eq!(TicketId::parse("0000000000000000004x.w"), None);
+        assert_eq!(TicketId::parse("00000000000000000042.x"), None);
+    }
+
+    #[test]
+    fn writers_wait_for_all_and_readers_only_for_writers() {
+        let (_tmp, q) = queue();
+        let (r1, b) = enqueue(&q, Mode::Read);
+        assert!(b.is_empty());
+        let (w2, b) = enqueue(&q, Mode::Write);
+        assert_eq!(b, vec![r1.id()]);
+        let (_r3, b) = enqueue(&q, Mode::Read);
+        assert_eq!(
+            b,
+            vec![w2.id()],
+            "a later reader waits for the waiting writer"
+        );
+        let (_w4, b) = enqueue(&q, Mode::Write);
+        assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn a_held_ticket_blocks_and_a_released_one_does_not() {
+        let (_tmp, q) = queue();
+        let (w1, _) = enqueue(&q, Mode::Write);
+        let (_w2, mut blockers) = enqueue(&q, Mode::Write);
+        let cancel = AtomicBool::new(false);
+        let out = wait_turn(q.dir(), &mut blockers.clone(), false, &cancel, |_| {}).unwrap();
+        assert_eq!(out, WaitOutcome::Blocked(w1.id()));
+        assert_eq!(w1.release(), Release::Free);
+        let out = wait_turn(q.dir(), &mut blockers, false, &cancel, |_| {}).unwrap();
+        assert_eq!(out, WaitOutcome::Done);
+    }
+
+    #[test]
+    fn no_wait_reports_the_holder_and_leaves_no_ticket() {
+        let (_tmp, q) = queue();
+        let (w1, _) = enqueue(&q, Mode::Write);
+        w1.update(&Record::waiting(&owner(), Mode::Write).holding(std::process::id() as i32))
+            .unwrap();
+        let before = q.entries().len();
+        let r = Record::waiting(&owner(), Mode::Read);
+        match q.enqueue(Mode::Read, &r, true).unwrap() {
+            Enqueued::Busy(holders) => {
+                assert_eq!(holders.len(), 1);
+                assert!(matches!(holders[0], Holder::Program { holding: true, .. }));
+            }
+            Enqueued::Queued { .. } => panic!("should be busy"),
+        }
+        assert_eq!(q.entries().len(), before);
+    }
+
+    #[test]
+    fn a_dead_ticket_with_garbage_does_not_block() {
+        let (_tmp, q) = queue();
+        fs::write(q.dir().join("00000000000000000007.w"), b"\x00garbage").unwrap();
+        let (_t, mut blockers) = enqueue(&q, Mode::Write);
+        assert_eq!(blockers.len(), 1);
+        let cancel = AtomicBool::new(false);
+        let out = wait_turn(q.dir(), &mut blockers, false, &cancel, |_| {}).unwrap();
+        assert_eq!(out, WaitOutcome::Done);
+        assert!(!q.dir().join("00000000000000000007.w").exists());
+    }
+
+    #[test]
+    fn numbers_keep_growing_past_a_garbled_counter() {
+        let (_tmp, q) = queue();
+        let (a, _) = enqueue(&q, Mode::Read);
+        fs::write(q.dir().join(GATE), "not a number").unwrap();
+        let (b, _) = enqueue(&q, Mode::Read);
+        assert!(b.id().number > a.id().number);
+    }
+}

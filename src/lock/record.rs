@@ -1,0 +1,191 @@
+//! The record stored in a ticket: who waits for or holds a database, written
+//! as one JSON object. It is only ever *believed* after [`Record::is_alive`]
+//! has matched its pid against the recorded start time and boot id; the
+//! kernel lock, not the record, says whether the database is held.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::procfs;
+
+/// How a program uses a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Shared with other readers.
+    Read,
+    /// Exclusive.
+    Write,
+}
+
+impl Mode {
+    /// Whether two uses of one database cannot run at the same time.
+    pub fn conflicts_with(self, other: Mode) -> bool {
+        self == Mode::Write || other == Mode::Write
+    }
+
+    pub(crate) fn letter(self) -> char {
+        match self {
+            Mode::Read => 'r',
+            Mode::Write => 'w',
+        }
+    }
+
+    pub(crate) fn from_letter(c: &str) -> Option<Mode> {
+        match c {
+            "r" => Some(Mode::Read),
+            "w" => Some(Mode::Write),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Read => "read",
+            Mode::Write => "write",
+        })
+    }
+}
+
+/// Whether the ticket's owner still queues or already runs its program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Waiting,
+    Holding,
+}
+
+/// What a ticket says about its owner. Identical for every database one
+/// program locks, but for the mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The program name `status` shows (`--name`, the manifest's name, or the
+    /// command's basename).
+    pub program: String,
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// For a holder, the program's own process; for a waiter, the dblaunch
+    /// that waits.
+    pub pid: i32,
+    /// `pid`'s start time in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+    pub boot_id: String,
+    pub host: String,
+    /// The dblaunch that supervises the program.
+    pub supervisor_pid: i32,
+    pub supervisor_start_time: u64,
+    pub program: String,
+    pub mode: Mode,
+    pub state: State,
+    /// RFC 3339: when it started waiting, or when it started holding.
+    pub since: String,
+    pub command: Vec<String>,
+}
+
+impl Record {
+    /// A record for this dblaunch waiting on behalf of `owner`.
+    pub fn waiting(owner: &Owner, mode: Mode) -> Record {
+        let me = std::process::id() as i32;
+        let start = procfs::start_time(me).unwrap_or_default();
+        Record {
+            pid: me,
+            start_time: start,
+            boot_id: procfs::boot_id().to_owned(),
+            host: procfs::hostname().to_owned(),
+            supervisor_pid: me,
+            supervisor_start_time: start,
+            program: owner.program.clone(),
+            mode,
+            state: State::Waiting,
+            since: now_rfc3339(),
+            command: owner.command.clone(),
+        }
+    }
+
+    /// The same record once the lock is held by the program running as `pid`.
+    pub fn holding(&self, pid: i32) -> Record {
+        Record {
+            pid,
+            start_time: procfs::start_time(pid).unwrap_or_default(),
+            state: State::Holding,
+            since: now_rfc3339(),
+            ..self.clone()
+        }
+    }
+
+    /// True while a process with this pid *and* this start time exists on
+    /// this boot of this host. A recycled pid has another start time.
+    pub fn is_alive(&self) -> bool {
+        self.boot_id == procfs::boot_id()
+            && self.host == procfs::hostname()
+            && procfs::start_time(self.pid) == Some(self.start_time)
+    }
+
+    /// Whether the supervising dblaunch is still the process it was.
+    pub fn supervisor_is_alive(&self) -> bool {
+        self.boot_id == procfs::boot_id()
+            && self.host == procfs::hostname()
+            && procfs::start_time(self.supervisor_pid) == Some(self.supervisor_start_time)
+    }
+
+    /// How long ago `since` was, when it parses.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let since = humantime::parse_rfc3339(&self.since).ok()?;
+        SystemTime::now().duration_since(since).ok()
+    }
+
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("a record always serialises");
+        out.push(b'\n');
+        out
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            program: "ingest".into(),
+            command: vec!["python".into(), "-m".into(), "ingest".into()],
+        }
+    }
+
+    #[test]
+    fn own_record_is_alive_and_round_trips() {
+        let r = Record::waiting(&owner(), Mode::Write);
+        assert!(r.is_alive());
+        let back: Record = serde_json::from_slice(&r.to_bytes()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_recycled_pid_is_not_believed() {
+        let mut r = Record::waiting(&owner(), Mode::Read);
+        r.start_time += 1;
+        assert!(!r.is_alive());
+        let mut r = Record::waiting(&owner(), Mode::Read);
+        r.boot_id = "another-boot".into();
+        assert!(!r.is_alive());
+    }
+
+    #[test]
+    fn modes_conflict_unless_both_read() {
+        assert!(!Mode::Read.conflicts_with(Mode::Read));
+        assert!(Mode::Read.conflicts_with(Mode::Write));
+        assert!(Mode::Write.conflicts_with(Mode::Read));
+        assert!(Mode::Write.conflicts_with(Mode::Write));
+    }
+}

@@ -1,0 +1,404 @@
+//! Taking the locks of several databases at once: all or none, in canonical
+//! path order (one global order, so two dblaunch processes can never wait for
+//! each other in a cycle), holding the earlier ones while waiting for the later.
+
+use std::fs;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::database::Database;
+use super::error::{Holder, LockError};
+use super::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, WaitOutcome};
+use super::record::{Mode, Owner, Record};
+use crate::procfs::{self, FileId};
+
+/// One database and how it is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub db: Database,
+    pub mode: Mode,
+}
+
+/// What a background acquisition reports.
+#[derive(Debug)]
+pub enum Progress {
+    /// It now blocks on `database`, behind `holders`.
+    Waiting {
+        database: PathBuf,
+        mode: Mode,
+        holders: Vec<Holder>,
+    },
+    /// Every lock is held; call [`Acquirer::finish`].
+    Acquired,
+    Failed(LockError),
+}
+
+/// Where an acquisition is: which request, and which earlier tickets of it
+/// remain to be waited for.
+pub struct Pending {
+    requests: Vec<Request>,
+    owner: Owner,
+    next: usize,
+    blockers: Vec<TicketId>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    cancelled: AtomicBool,
+    /// Tickets taken so far, in request order; shared so that a cancel from
+    /// another thread can give them back while the acquiring thread sleeps in
+    /// the kernel.
+    tickets: Mutex<Vec<Ticket>>,
+}
+
+impl Shared {
+    fn tickets(&self) -> MutexGuard<'_, Vec<Ticket>> {
+        // A panic elsewhere must not wedge lock release.
+        self.tickets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The outcome of [`Pending::advance`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Done,
+    Blocked,
+}
+
+impl Pending {
+    /// Orders and checks the requests. The same database named twice in one
+    /// mode is one request; read and write of one database is an error.
+    pub fn new(mut requests: Vec<Request>, owner: Owner) -> Result<Pending, LockError> {
+        requests.sort_by(|a, b| a.db.cmp(&b.db).then(a.mode.cmp(&b.mode)));
+        requests.dedup();
+        if let Some(w) = requests.windows(2).find(|w| w[0].db == w[1].db) {
+            return Err(LockError::ReadAndWrite {
+                database: w[0].db.path().to_path_buf(),
+            });
+        }
+        Ok(Pending {
+            requests,
+            owner,
+            next: 0,
+            blockers: Vec::new(),
+            shared: Arc::default(),
+        })
+    }
+
+    pub fn requests(&self) -> &[Request] {
+        &self.requests
+    }
+
+    /// Takes every lock now or none: no waiting, no ticket left behind when
+    /// any database is busy (`--no-wait`).
+    pub fn try_now(self) -> Result<Held, LockError> {
+        for req in &self.requests {
+            let queue = Queue::open(&req.db)?;
+            let record = Record::waiting(&self.owner, req.mode);
+            match queue.enqueue(req.mode, &record, true)? {
+                Enqueued::Queued { ticket, .. } => self.shared.tickets().push(ticket),
+                Enqueued::Busy(holders) => {
+                    abandon_all(&self.shared);
+                    let mut holders = holders;
+                    holders.extend(foreign_holders(req));
+                    return Err(LockError::Busy {
+                        database: req.db.path().to_path_buf(),
+                        mode: req.mode,
+                        holders,
+                        waited: Default::default(),
+                        limit: Default::default(),
+                    });
+                }
+            }
+        }
+        Ok(self.into_held())
+    }
+
+    /// Moves forward as far as possible. Without `block`, stops at the first
+    /// ticket that is still held and answers [`Step::Blocked`]; with it,
+    /// sleeps in the kernel until each is gone, telling `on_wait` first.
+    pub fn advance(
+        &mut self,
+        block: bool,
+        mut on_wait: impl FnMut(Progress),
+    ) -> Result<Step, LockError> {
+        while self.next < self.requests.len() {
+            if self.shared.cancelled.load(Ordering::Acquire) {
+                return Ok(Step::Blocked);
+            }
+            let req = &self.requests[self.next];
+            let queue = Queue::open(&req.db)?;
+            let mine = {
+                let mut tickets = self.shared.tickets();
+                if tickets.len() == self.next {
+                    if self.shared.cancelled.load(Ordering::Acquire) {
+                        return Ok(Step::Blocked);
+                    }
+                    let record = Record::waiting(&self.owner, req.mode);
+                    match queue.enqueue(req.mode, &record, false)? {
+                        Enqueued::Queued { ticket, blockers } => {
+                            self.blockers = blockers;
+                            tickets.push(ticket);
+                        }
+                        Enqueued::Busy(_) => unreachable!("only no-wait enqueues are busy"),
+                    }
+                }
+                tickets[self.next].id()
+            };
+            let outcome = queue::wait_turn(
+                queue.dir(),
+                &mut self.blockers,
+                block,
+                &self.shared.cancelled,
+                |_| {
+                    on_wait(Progress::Waiting {
+                        database: req.db.path().to_path_buf(),
+                        mode: req.mode,
+                        holders: holders_ahead(&queue, mine),
+                    })
+                },
+            )
+            .map_err(|source| LockError::Io {
+                action: "wait for",
+                path: queue.dir().to_path_buf(),
+                database: req.db.path().to_path_buf(),
+                source,
+            })?;
+            match outcome {
+                WaitOutcome::Done => self.next += 1,
+                WaitOutcome::Blocked(_) | WaitOutcome::Cancelled => return Ok(Step::Blocked),
+            }
+        }
+        Ok(Step::Done)
+    }
+
+    /// Who is ahead of us on the database we are blocked on.
+    pub fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
+        blocked_report(&self.requests, &self.shared)
+    }
+
+    /// Finishes the acquisition in a thread of its own, which tells
+    /// `notify` how it goes. The returned handle can cancel it.
+    pub fn in_background(mut self, notify: impl Fn(Progress) + Send + 'static) -> Acquirer {
+        let shared = Arc::clone(&self.shared);
+        let requests = self.requests.clone();
+        let handle = std::thread::Builder::new()
+            .name("dblaunch-lock-wait".into())
+            .spawn(move || match self.advance(true, &notify) {
+                Ok(Step::Done) => {
+                    let held = self.into_held();
+                    notify(Progress::Acquired);
+                    Some(held)
+                }
+                Ok(Step::Blocked) => None, // cancelled
+                Err(e) => {
+                    abandon_all(&self.shared);
+                    notify(Progress::Failed(e));
+                    None
+                }
+            });
+        Acquirer {
+            shared,
+            requests,
+            thread: handle.ok(),
+        }
+    }
+
+    pub fn into_held(self) -> Held {
+        let tickets = std::mem::take(&mut *self.shared.tickets());
+        Held {
+            entries: self
+                .requests
+                .into_iter()
+                .zip(tickets)
+                .map(|(request, ticket)| {
+                    let record = Record::waiting(&self.owner, request.mode);
+                    (request, ticket, record)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A running background acquisition.
+pub struct Acquirer {
+    shared: Arc<Shared>,
+    requests: Vec<Request>,
+    thread: Option<std::thread::JoinHandle<Option<Held>>>,
+}
+
+impl Acquirer {
+    /// Gives up: every ticket taken so far leaves the queue now. The thread
+    /// may sleep on until the ticket it waits for is released; it then sees
+    /// the cancel and ends without taking anything.
+    pub fn cancel(mut self) {
+        self.shared.cancelled.store(true, Ordering::Release);
+        abandon_all(&self.shared);
+        self.thread.take();
+    }
+
+    /// Who is ahead of us on the database we are blocked on.
+    pub fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
+        blocked_report(&self.requests, &self.shared)
+    }
+
+    /// After [`Progress::Acquired`]: the held locks.
+    pub fn finish(mut self) -> Option<Held> {
+        self.thread.take()?.join().ok().flatten()
+    }
+}
+
+fn abandon_all(shared: &Shared) {
+    for t in std::mem::take(&mut *shared.tickets()) {
+        t.abandon();
+    }
+}
+
+fn blocked_report(requests: &[Request], shared: &Shared) -> Option<(PathBuf, Mode, Vec<Holder>)> {
+    let tickets = shared.tickets();
+    let ticket = tickets.last()?;
+    let req = requests.get(tickets.len() - 1)?;
+    let mut holders = holders_ahead(ticket.queue(), ticket.id());
+    holders.extend(foreign_holders(req));
+    Some((req.db.path().to_path_buf(), req.mode, holders))
+}
+
+fn holders_ahead(queue: &Queue, mine: TicketId) -> Vec<Holder> {
+    let ahead: Vec<TicketId> = queue
+        .entries()
+        .into_iter()
+        .map(|e| e.id)
+        .filter(|id| id.number < mine.number && mine.mode.conflicts_with(id.mode))
+        .collect();
+    let mut holders = queue.holders_among(&ahead);
+    holders.sort_by_key(|h| !matches!(h, Holder::Program { holding: true, .. }));
+    holders
+}
+
+/// Processes that lock the database's own files (the file, or the files
+/// directly inside a directory database such as RocksDB's `LOCK`) without
+/// dblaunch, in a mode that conflicts with `req`.
+pub fn foreign_holders(req: &Request) -> Vec<Holder> {
+    let files = database_files(req.db.path());
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let mut holders = Vec::new();
+    let mut unattributed = false;
+    for lock in procfs::locks() {
+        if !files.contains(&lock.file) || !(lock.write || req.mode == Mode::Write) {
+            continue;
+        }
+        // flock locks name the process that took them, which may be gone
+        // while an heir holds the description: only believe a live pid.
+        match lock.pid.filter(|&p| procfs::start_time(p).is_some()) {
+            Some(pid) => holders.push(Holder::Foreign {
+                pid: Some(pid),
+                command: procfs::describe(pid),
+                write: lock.write,
+            }),
+            None => unattributed = true,
+        }
+    }
+    if unattributed {
+        for o in procfs::openers(&files).into_iter().filter(|o| o.locked) {
+            holders.push(Holder::Foreign {
+                pid: Some(o.pid),
+                command: procfs::describe(o.pid),
+                write: o.write_lock,
+            });
+        }
+    }
+    holders.sort_by_key(|h| match h {
+        Holder::Foreign { pid, .. } => *pid,
+        _ => None,
+    });
+    holders.dedup();
+    holders
+}
+
+fn database_files(path: &Path) -> Vec<FileId> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Vec::new();
+    };
+    let mut ids = vec![FileId::of(&meta)];
+    if meta.is_dir() {
+        if let Ok(entries) = fs::read_dir(path) {
+            ids.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| FileId::of(&m)),
+            );
+        }
+    }
+    ids
+}
+
+/// Locks that are held: every database of one program.
+pub struct Held {
+    entries: Vec<(Request, Ticket, Record)>,
+}
+
+impl Held {
+    pub fn requests(&self) -> impl Iterator<Item = &Request> {
+        self.entries.iter().map(|(r, _, _)| r)
+    }
+
+    /// The locked descriptors, for the program to inherit.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.entries
+            .iter()
+            .map(|(_, t, _)| t.fd().as_raw_fd())
+            .collect()
+    }
+
+    /// Fails if a lock directory was removed or replaced while we waited: the
+    /// queue we hold our place in is no longer the one newcomers join.
+    pub fn check_still_queued(&self) -> Result<(), LockError> {
+        match self.entries.iter().find(|(_, t, _)| !t.still_queued()) {
+            Some((req, _, _)) => Err(LockError::Removed {
+                database: req.db.path().to_path_buf(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Conflicting locks taken on the database files outside dblaunch.
+    pub fn foreign_holders(&self) -> Vec<(PathBuf, Mode, Vec<Holder>)> {
+        self.entries
+            .iter()
+            .map(|(req, _, _)| (req.db.path().to_path_buf(), req.mode, foreign_holders(req)))
+            .filter(|(_, _, h)| !h.is_empty())
+            .collect()
+    }
+
+    /// Records that the program running as `pid` now holds the locks.
+    pub fn mark_holding(&mut self, pid: i32) {
+        for (req, ticket, record) in &mut self.entries {
+            *record = record.holding(pid);
+            if let Err(e) = ticket.update(record) {
+                tracing::warn!(
+                    "cannot update the lock record of {}: {e}; status will show this dblaunch instead of the program",
+                    req.db.path().display()
+                );
+            }
+        }
+    }
+
+    /// Lets go of every lock; reports databases that stay held by processes
+    /// that escaped the program's process group.
+    pub fn release(self) -> Vec<(PathBuf, Vec<i32>)> {
+        let mut kept = Vec::new();
+        for (req, ticket, _) in self.entries.into_iter().rev() {
+            if let Release::HeldBy(pids) = ticket.release() {
+                kept.push((req.db.path().to_path_buf(), pids));
+            }
+        }
+        kept
+    }
+}

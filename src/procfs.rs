@@ -1,0 +1,265 @@
+//! Reading `/proc`: process start times, command lines, the boot id,
+//! `/proc/locks` and the open descriptors of other processes.
+//!
+//! Everything here is best effort: a process can vanish between two reads, so
+//! every function answers "don't know" (`None`, an empty list) rather than
+//! failing when a file disappears under it.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// The start time of `pid` in clock ticks after boot (field 22 of
+/// `/proc/PID/stat`). Together with the pid and the boot id it names one
+/// process for the life of the machine: a recycled pid has another start time.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may itself contain
+    // spaces and parentheses, so split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state); field 22 is 19 further on.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// `/proc/sys/kernel/random/boot_id`: distinguishes this boot from earlier ones,
+/// so a record written before a reboot is never believed after it.
+pub fn boot_id() -> &'static str {
+    static BOOT_ID: OnceLock<String> = OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// This machine's host name.
+pub fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default()
+    })
+}
+
+/// The argv of `pid`, or an empty list for a zombie, a kernel thread or a
+/// process that is gone.
+pub fn cmdline(pid: i32) -> Vec<String> {
+    let Ok(raw) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return Vec::new();
+    };
+    raw.split(|b| *b == 0)
+        .filter(|part| !part.is_empty())
+        .map(|part| String::from_utf8_lossy(part).into_owned())
+        .collect()
+}
+
+/// The command line of `pid` for a message: its argv, or its `comm` name in
+/// brackets when the argv cannot be read.
+pub fn describe(pid: i32) -> String {
+    let argv = cmdline(pid);
+    if argv.is_empty() {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        return format!("[{}]", comm.trim());
+    }
+    argv.join(" ")
+}
+
+/// A file's identity as `/proc/locks` and `stat(2)` name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub major: u64,
+    pub minor: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    pub fn of(meta: &fs::Metadata) -> FileId {
+        let dev = meta.dev();
+        FileId {
+            major: libc::major(dev) as u64,
+            minor: libc::minor(dev) as u64,
+            ino: meta.ino(),
+        }
+    }
+
+    pub fn of_path(path: &Path) -> Option<FileId> {
+        fs::metadata(path).ok().map(|m| FileId::of(&m))
+    }
+}
+
+/// The kernel lock families that `/proc/locks` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockFamily {
+    /// flock(2), what dblaunch uses for its tickets.
+    Flock,
+    /// Classic per-process fcntl locks, what SQLite, DuckDB and RocksDB use.
+    Posix,
+    /// Open-file-description fcntl locks.
+    Ofd,
+    /// Leases and anything newer.
+    Other,
+}
+
+/// One line of `/proc/locks` (blocked requests, the `->` lines, are skipped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelLock {
+    pub family: LockFamily,
+    pub write: bool,
+    /// The process that took the lock; `None` for OFD locks, which the kernel
+    /// reports as pid -1.
+    pub pid: Option<i32>,
+    pub file: FileId,
+}
+
+/// Parses `/proc/locks`. Lines look like
+/// `1: POSIX  ADVISORY  WRITE 8420 08:01:1234567 0 EOF`
+/// (major and minor in hex, the inode in decimal).
+pub fn parse_locks(text: &str) -> Vec<KernelLock> {
+    text.lines()
+        .filter_map(|line| {
+            let mut it = line.split_whitespace();
+            let _id = it.next()?;
+            let kind = it.next()?;
+            if kind == "->" {
+                return None;
+            }
+            let family = match kind {
+                "FLOCK" => LockFamily::Flock,
+                "POSIX" => LockFamily::Posix,
+                "OFDLCK" => LockFamily::Ofd,
+                _ => LockFamily::Other,
+            };
+            let _advisory = it.next()?;
+            let write = match it.next()? {
+                "WRITE" => true,
+                "READ" => false,
+                _ => return None,
+            };
+            let pid: i32 = it.next()?.parse().ok()?;
+            let mut dev = it.next()?.split(':');
+            let major = u64::from_str_radix(dev.next()?, 16).ok()?;
+            let minor = u64::from_str_radix(dev.next()?, 16).ok()?;
+            let ino = dev.next()?.parse().ok()?;
+            Some(KernelLock {
+                family,
+                write,
+                pid: (pid > 0).then_some(pid),
+                file: FileId { major, minor, ino },
+            })
+        })
+        .collect()
+}
+
+/// All locks the kernel holds right now.
+pub fn locks() -> Vec<KernelLock> {
+    fs::read_to_string("/proc/locks")
+        .map(|t| parse_locks(&t))
+        .unwrap_or_default()
+}
+
+/// Processes that have `file` open, with whether their descriptor carries a
+/// lock (the `lock:` lines of `/proc/PID/fdinfo/FD` list only the locks that
+/// belong to that open file description, so they name the real holder even
+/// when the process that took the lock is long gone).
+pub fn openers(files: &[FileId]) -> Vec<Opener> {
+    let mut found = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for proc_entry in procs.flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut opener: Option<Opener> = None;
+        for fd_entry in fds.flatten() {
+            // stat() follows the magic link to the open file itself.
+            let Ok(meta) = fs::metadata(fd_entry.path()) else {
+                continue;
+            };
+            if !files.contains(&FileId::of(&meta)) {
+                continue;
+            }
+            let fd = fd_entry.file_name();
+            let fdinfo = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()))
+                .unwrap_or_default();
+            let o = opener.get_or_insert(Opener {
+                pid,
+                locked: false,
+                write_lock: false,
+            });
+            for line in fdinfo.lines().filter(|l| l.starts_with("lock:")) {
+                o.locked = true;
+                o.write_lock |= line.contains("WRITE");
+            }
+        }
+        found.extend(opener);
+    }
+    found
+}
+
+/// A process found by [`openers`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opener {
+    pub pid: i32,
+    /// One of its descriptors on the file holds a lock.
+    pub locked: bool,
+    /// That lock is exclusive.
+    pub write_lock: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_self_is_stable_and_other_pids_differ() {
+        let me = std::process::id() as i32;
+        let a = start_time(me).expect("own start time");
+        assert_eq!(Some(a), start_time(me));
+        assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn parses_proc_locks_lines() {
+        let text = "1: POSIX  ADVISORY  WRITE 8420 08:01:1234567 0 EOF\n\
+                    1: -> POSIX  ADVISORY  WRITE 9 08:01:1234567 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ 77 fd:1a:42 0 EOF\n\
+                    3: OFDLCK ADVISORY  READ -1 00:2e:99 0 EOF\n";
+        let locks = parse_locks(text);
+        assert_eq!(locks.len(), 3);
+        assert_eq!(
+            locks[0],
+            KernelLock {
+                family: LockFamily::Posix,
+                write: true,
+                pid: Some(8420),
+                file: FileId {
+                    major: 8,
+                    minor: 1,
+                    ino: 1234567
+                }
+            }
+        );
+        assert_eq!(locks[1].file.major, 0xfd);
+        assert_eq!(locks[1].file.minor, 0x1a);
+        assert!(!locks[1].write);
+        assert_eq!(locks[2].pid, None);
+        assert_eq!(locks[2].family, LockFamily::Ofd);
+    }
+
+    #[test]
+    fn cmdline_of_self_names_the_test_binary() {
+        let argv = cmdline(std::process::id() as i32);
+        assert!(!argv.is_empty());
+    }
+}
