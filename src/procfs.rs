@@ -13,13 +13,23 @@ use std::sync::OnceLock;
 /// The start time of `pid` in clock ticks after boot (field 22 of
 /// `/proc/PID/stat`). Together with the pid and the boot id it names one
 /// process for the life of the machine: a recycled pid has another start time.
+///
+/// `None` for a process that is gone, and for a zombie: it has ended and can
+/// touch no database, even while nobody has reaped it yet (in a container
+/// whose init does not reap, that can be forever).
 pub fn start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may itself contain
     // spaces and parentheses, so split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
     // `rest` starts at field 3 (state); field 22 is 19 further on.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    if matches!(rest.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    rest.nth(18)?.parse().ok()
 }
 
 /// `/proc/sys/kernel/random/boot_id`: distinguishes this boot from earlier ones,
