@@ -26,6 +26,12 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Env {
+    fn default() -> Env {
+        Env::new()
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {
