@@ -1,1 +1,460 @@
-fn main() {}
+//! dblaunch against flock(1), side by side in one run, reported as ratios.
+//!
+//!     cargo bench --bench lockbench            # full run (about a minute)
+//!     cargo bench --bench lockbench -- --quick # smoke run (CI)
+//!
+//! Measures:
+//! 1. launch overhead: wall time of `exec --write db -- true` vs
+//!    `flock -x db.lock true` (and bare `true` as the floor), interleaved;
+//! 2. hand-off latency: 8 processes contend for one database; the time from
+//!    one holder's last instruction to the next holder's first, from a
+//!    monotonic clock logged by the programs themselves;
+//! 3. throughput with 8 and 64 contenders (jobs per second);
+//! 4. the cost of a queued waiter: CPU time and context switches (wake-ups)
+//!    of a process queued behind a holder for 1.5 s;
+//! 5. writer starvation: how long a writer waits behind a continuous stream
+//!    of overlapping readers.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DBLAUNCH: &str = env!("CARGO_BIN_EXE_dblaunch");
+
+struct Config {
+    launches: usize,
+    handoff_jobs: usize,
+    idle: Duration,
+    starvation_readers: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Tool {
+    Flock,
+    Dblaunch,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Flock => "flock(1)",
+            Tool::Dblaunch => "dblaunch",
+        }
+    }
+
+    /// The command that runs `argv` under this tool's lock on `dir`'s db.
+    fn command(self, dir: &Path, write: bool, argv: &[&str]) -> Command {
+        let mut c = match self {
+            Tool::Flock => {
+                let mut c = Command::new("flock");
+                c.arg(if write { "-x" } else { "-s" })
+                    .arg(dir.join("db.lock"));
+                c
+            }
+            Tool::Dblaunch => {
+                let mut c = Command::new(DBLAUNCH);
+                c.args(["-q", "exec", if write { "--write" } else { "--read" }])
+                    .arg(dir.join("app.db"))
+                    .arg("--");
+                c
+            }
+        };
+        c.args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let cfg = if quick {
+        Config {
+            launches: 30,
+            handoff_jobs: 5,
+            idle: Duration::from_millis(500),
+            starvation_readers: 10,
+        }
+    } else {
+        Config {
+            launches: 300,
+            handoff_jobs: 40,
+            idle: Duration::from_millis(1500),
+            starvation_readers: 40,
+        }
+    };
+    for tool in ["flock", "true"] {
+        if Command::new(tool).arg("--version").output().is_err() && tool == "flock" {
+            eprintln!("lockbench: flock(1) is not installed (util-linux); nothing to compare with");
+            std::process::exit(1);
+        }
+    }
+    println!(
+        "lockbench: dblaunch vs flock(1), {} mode\n",
+        if quick { "quick" } else { "full" }
+    );
+
+    let launch = launch_overhead(&cfg);
+    let handoff = handoff_latency(&cfg, 8);
+    let t8 = throughput(8, if quick { 5 } else { 25 });
+    let t64 = throughput(64, if quick { 1 } else { 4 });
+    let idle = idle_cost(&cfg);
+    let starve = starvation(&cfg);
+
+    println!("\n| measure | flock(1) | dblaunch | ratio dblaunch/flock | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| launch overhead, median wall time of `LOCK true` | {} | {} | {:.2}x | <= 1.2x |",
+        ms(launch.0),
+        ms(launch.1),
+        launch.1.as_secs_f64() / launch.0.as_secs_f64()
+    );
+    println!(
+        "| hand-off latency, median, 8 contenders | {} | {} | {:.2}x | <= 1.0x |",
+        ms(handoff.0),
+        ms(handoff.1),
+        handoff.1.as_secs_f64() / handoff.0.as_secs_f64()
+    );
+    println!(
+        "| throughput, 8 contenders (jobs/s) | {:.0} | {:.0} | {:.2}x | |",
+        t8.0,
+        t8.1,
+        t8.1 / t8.0
+    );
+    println!(
+        "| throughput, 64 contenders (jobs/s) | {:.0} | {:.0} | {:.2}x | |",
+        t64.0,
+        t64.1,
+        t64.1 / t64.0
+    );
+    println!(
+        "| queued waiter: CPU time / wake-ups in {} | {} / {} | {} / {} | | 0 / 0 |",
+        humantime::format_duration(cfg.idle),
+        ms(idle.0.0),
+        idle.0.1,
+        ms(idle.1.0),
+        idle.1.1
+    );
+    println!(
+        "| writer wait behind a stream of overlapping readers | {} | {} | {:.2}x | no starvation |",
+        ms(starve.0),
+        ms(starve.1),
+        starve.1.as_secs_f64() / starve.0.as_secs_f64()
+    );
+}
+
+fn now_ns() -> u128 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+/// Median wall time of one uncontended launch, interleaving the tools so
+/// that machine noise hits both alike.
+fn launch_overhead(cfg: &Config) -> (Duration, Duration) {
+    let dir = workdir();
+    let mut bare = Vec::new();
+    let mut flock = Vec::new();
+    let mut dbl = Vec::new();
+    for _ in 0..5 {
+        // Warm the page cache and the lock directories.
+        Tool::Flock
+            .command(dir.path(), true, &["true"])
+            .status()
+            .unwrap();
+        Tool::Dblaunch
+            .command(dir.path(), true, &["true"])
+            .status()
+            .unwrap();
+    }
+    for _ in 0..cfg.launches {
+        let t = Instant::now();
+        Command::new("true").status().unwrap();
+        bare.push(t.elapsed());
+        let t = Instant::now();
+        assert!(
+            Tool::Flock
+                .command(dir.path(), true, &["true"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        flock.push(t.elapsed());
+        let t = Instant::now();
+        assert!(
+            Tool::Dblaunch
+                .command(dir.path(), true, &["true"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        dbl.push(t.elapsed());
+    }
+    let (b, f, d) = (median(bare), median(flock), median(dbl));
+    println!(
+        "launch: median `true` {}, `flock -x db.lock true` {}, `dblaunch exec --write db -- true` {} ({} runs each)",
+        ms(b),
+        ms(f),
+        ms(d),
+        cfg.launches
+    );
+    println!(
+        "        overhead over bare `true`: flock {} , dblaunch {}",
+        ms(f.saturating_sub(b)),
+        ms(d.saturating_sub(b))
+    );
+    (f, d)
+}
+
+/// `contenders` loops of `jobs` each; every job is the probe logging its
+/// start and end. Returns the gaps between one job's end and the next one's
+/// start (the hand-offs) and the total wall time.
+fn contend(tool: Tool, contenders: usize, jobs: usize, hold: &str) -> (Vec<Duration>, Duration) {
+    let dir = workdir();
+    let log = dir.path().join("events.log");
+    let t = Instant::now();
+    let threads: Vec<_> = (0..contenders)
+        .map(|c| {
+            let dir = dir.path().to_path_buf();
+            let log = log.clone();
+            let hold = hold.to_owned();
+            std::thread::spawn(move || {
+                for j in 0..jobs {
+                    let label = format!("c{c}j{j}");
+                    let status = tool
+                        .command(
+                            &dir,
+                            true,
+                            &[
+                                DBLAUNCH,
+                                "__probe",
+                                "--hold",
+                                &hold,
+                                "--label",
+                                &label,
+                                "--log",
+                                log.to_str().unwrap(),
+                            ],
+                        )
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let wall = t.elapsed();
+    (gaps(&log), wall)
+}
+
+fn gaps(log: &Path) -> Vec<Duration> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let mut iv: Vec<(u128, u128)> = Vec::new();
+    let mut starts = std::collections::HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let ns: u128 = f[2].parse().unwrap();
+        match f[1] {
+            "start" => {
+                starts.insert(f[0].to_owned(), ns);
+            }
+            "end" => iv.push((starts[f[0]], ns)),
+            _ => {}
+        }
+    }
+    iv.sort();
+    iv.windows(2)
+        .map(|w| {
+            assert!(w[1].0 >= w[0].1, "overlapping exclusive holders: {w:?}");
+            Duration::from_nanos((w[1].0 - w[0].1) as u64)
+        })
+        .collect()
+}
+
+fn handoff_latency(cfg: &Config, contenders: usize) -> (Duration, Duration) {
+    let mut out = Vec::new();
+    for tool in [Tool::Flock, Tool::Dblaunch] {
+        let (g, _) = contend(tool, contenders, cfg.handoff_jobs, "2ms");
+        let (med, p90) = (median(g.clone()), percentile(g.clone(), 0.9));
+        println!(
+            "hand-off ({contenders} contenders x {} jobs): {}: median {}, p90 {} over {} hand-offs",
+            cfg.handoff_jobs,
+            tool.name(),
+            ms(med),
+            ms(p90),
+            g.len()
+        );
+        out.push(med);
+    }
+    (out[0], out[1])
+}
+
+fn throughput(contenders: usize, jobs: usize) -> (f64, f64) {
+    let mut out = Vec::new();
+    for tool in [Tool::Flock, Tool::Dblaunch] {
+        let (_, wall) = contend(tool, contenders, jobs, "0ms");
+        let rate = (contenders * jobs) as f64 / wall.as_secs_f64();
+        println!(
+            "throughput ({contenders} contenders x {jobs} jobs): {}: {rate:.0} jobs/s",
+            tool.name()
+        );
+        out.push(rate);
+    }
+    (out[0], out[1])
+}
+
+/// CPU ticks (utime+stime of all threads) and context switches of `pid`.
+fn cost(pid: u32) -> (u64, u64) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let cpu = rest
+        .get(11)
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+        + rest
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+    let mut switches = 0;
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let s = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for l in s.lines() {
+                if l.starts_with("voluntary_ctxt_switches")
+                    || l.starts_with("nonvoluntary_ctxt_switches")
+                {
+                    switches += l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+    (cpu, switches)
+}
+
+fn idle_cost(cfg: &Config) -> ((Duration, u64), (Duration, u64)) {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut out = Vec::new();
+    for tool in [Tool::Flock, Tool::Dblaunch] {
+        let dir = workdir();
+        let go = dir.path().join("go");
+        let mut holder = tool
+            .command(
+                dir.path(),
+                true,
+                &[DBLAUNCH, "__probe", "--until", go.to_str().unwrap()],
+            )
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut waiter = tool.command(dir.path(), true, &["true"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let a = cost(waiter.id());
+        std::thread::sleep(cfg.idle);
+        let b = cost(waiter.id());
+        fs::write(&go, "").unwrap();
+        holder.wait().unwrap();
+        waiter.wait().unwrap();
+        let cpu = Duration::from_secs_f64((b.0 - a.0) as f64 / tick);
+        println!(
+            "queued waiter over {}: {}: CPU {}, context switches {}",
+            humantime::format_duration(cfg.idle),
+            tool.name(),
+            ms(cpu),
+            b.1 - a.1
+        );
+        out.push((cpu, b.1 - a.1));
+    }
+    (out[0], out[1])
+}
+
+/// A new reader every 50 ms, each holding 150 ms: some reader always holds.
+/// A writer arrives after the fifth; how long until it runs?
+fn starvation(cfg: &Config) -> (Duration, Duration) {
+    let mut out = Vec::new();
+    for tool in [Tool::Flock, Tool::Dblaunch] {
+        let dir = workdir();
+        let log: PathBuf = dir.path().join("events.log");
+        let mut readers: Vec<Child> = Vec::new();
+        let mut writer = None;
+        let mut asked = 0;
+        for i in 0..cfg.starvation_readers {
+            readers.push(
+                tool.command(dir.path(), false, &[DBLAUNCH, "__probe", "--hold", "150ms"])
+                    .spawn()
+                    .unwrap(),
+            );
+            if i == 4 {
+                asked = now_ns();
+                writer = Some(
+                    tool.command(
+                        dir.path(),
+                        true,
+                        &[
+                            DBLAUNCH,
+                            "__probe",
+                            "--label",
+                            "w",
+                            "--log",
+                            log.to_str().unwrap(),
+                        ],
+                    )
+                    .spawn()
+                    .unwrap(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        writer.unwrap().wait().unwrap();
+        for mut r in readers {
+            r.wait().unwrap();
+        }
+        let text = fs::read_to_string(&log).unwrap();
+        let started: u128 = text
+            .lines()
+            .find(|l| l.starts_with("w start"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .expect("the writer logged its start");
+        let waited = Duration::from_nanos((started - asked) as u64);
+        println!(
+            "starvation ({} readers, 50 ms apart, 150 ms each): {}: the writer waited {}",
+            cfg.starvation_readers,
+            tool.name(),
+            ms(waited)
+        );
+        out.push(waited);
+    }
+    (out[0], out[1])
+}

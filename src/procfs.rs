@@ -21,7 +21,7 @@ pub fn start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_small(&format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may itself contain
     // spaces and parentheses, so split after the last ')'.
     let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
@@ -32,12 +32,35 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.nth(18)?.parse().ok()
 }
 
+/// Reads a small /proc file with one read(2): /proc files report size 0, so
+/// `fs::read_to_string` would grow its buffer over several reads.
+fn read_small(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len == buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(buf[..len].to_vec()).ok()
+}
+
 /// `/proc/sys/kernel/random/boot_id`: distinguishes this boot from earlier ones,
 /// so a record written before a reboot is never believed after it.
 pub fn boot_id() -> &'static str {
     static BOOT_ID: OnceLock<String> = OnceLock::new();
     BOOT_ID.get_or_init(|| {
-        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        read_small("/proc/sys/kernel/random/boot_id")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default()
     })

@@ -1,14 +1,21 @@
-//! Signals as events: the handlers only write to signal-hook's self-pipe; a
-//! named thread turns each signal into a value on the supervisor's channel,
-//! so the one loop there orders signals, child exits and lock hand-offs.
+//! Signals as events. The handlers (signal-hook's) only write a byte to a
+//! self-pipe; the supervisor's loop polls that pipe together with its other
+//! wake-ups and handles each signal in order on the main thread.
+//!
+//! Why no signal thread (as just and signal-hook's iterator have): every
+//! event would then cost a thread hop, and a launch of `exec` spends most of
+//! its overhead over flock(1) in such hops and in starting the thread. The
+//! handler side is the same design; only the reader moved.
 
 use std::io;
-use std::sync::mpsc::Sender;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 
 use signal_hook::consts::signal::{
     SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH,
 };
-use signal_hook::iterator::{Handle, Signals};
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
 
 /// Signals passed on to the running programs (SPEC.md §5).
 pub const FORWARDED: [i32; 7] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH];
@@ -24,34 +31,36 @@ pub fn ends_queueing(signal: i32) -> bool {
     matches!(signal, SIGINT | SIGTERM | SIGHUP | SIGQUIT)
 }
 
-/// Catches the forwarded signals and SIGCHLD from now on and sends each to
-/// `tx` wrapped by `wrap`. Dropping the guard stops the thread.
-pub fn listen<E: Send + 'static>(tx: Sender<E>, wrap: fn(i32) -> E) -> io::Result<Listener> {
-    let mut wanted = FORWARDED.to_vec();
-    wanted.push(SIGCHLD);
-    let mut signals = Signals::new(&wanted)?;
-    let handle = signals.handle();
-    std::thread::Builder::new()
-        .name("dblaunch-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if tx.send(wrap(signal)).is_err() {
-                    break;
-                }
-            }
-        })?;
-    Ok(Listener { handle })
+/// The forwarded signals and SIGCHLD, caught from creation on.
+pub struct Signals {
+    delivery: SignalDelivery<UnixStream, SignalOnly>,
 }
 
-/// Keeps the signal thread alive; closing it restores nothing but stops the
-/// forwarding.
-pub struct Listener {
-    handle: Handle,
+impl Signals {
+    pub fn catch() -> io::Result<Signals> {
+        let (read, write) = UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let mut wanted = FORWARDED.to_vec();
+        wanted.push(SIGCHLD);
+        let delivery = SignalDelivery::with_pipe(read, write, SignalOnly, wanted)?;
+        Ok(Signals { delivery })
+    }
+
+    /// Readable when a signal has arrived.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.delivery.get_read().as_fd()
+    }
+
+    /// The signals that arrived since the last call (each at most once).
+    pub fn pending(&mut self) -> Vec<i32> {
+        self.delivery.pending().collect()
+    }
 }
 
-impl Drop for Listener {
+impl Drop for Signals {
     fn drop(&mut self) {
-        self.handle.close();
+        self.delivery.handle().close();
     }
 }
 

@@ -2,18 +2,23 @@
 //! exits, signals, lock hand-offs and deadlines arrive as [`Event`]s on one
 //! channel and are handled in order, so no state is shared between threads.
 
-use std::io::{IsTerminal, Write};
-use std::os::fd::RawFd;
+use std::collections::VecDeque;
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::{AsFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use nix::sys::signal::{SigHandler, Signal};
 use signal_hook::consts::signal::{SIGCHLD, SIGINT, SIGKILL, SIGTERM};
 
 use crate::lock::{Holder, Mode, Progress};
 use crate::process::{ExitKind, Group, reap_exited};
-use crate::signals;
+use crate::signals::{self, Signals};
 
 /// Everything the supervisor reacts to.
 #[derive(Debug)]
@@ -22,20 +27,121 @@ pub enum Event {
     Lock(Progress),
 }
 
-/// Receives the next event, giving up at `deadline` or after `tick`,
-/// whichever comes first; with neither, sleeps until an event comes.
-pub fn recv_until(
-    rx: &Receiver<Event>,
-    deadline: Option<Instant>,
-    tick: Option<Duration>,
-) -> Result<Event, RecvTimeoutError> {
-    let mut wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    if let Some(t) = tick {
-        wait = Some(wait.map_or(t, |w| w.min(t)));
+/// The supervisor's one source of events: signals (through the self-pipe of
+/// [`Signals`]) and messages from helper threads (through a channel plus a
+/// wake-up byte), read on the main thread with poll(2). Waiting here costs
+/// no CPU: poll sleeps until a byte arrives or the deadline passes.
+pub struct Events {
+    signals: Signals,
+    /// Made on first use: an uncontended launch never needs it.
+    helpers: Option<Helpers>,
+    queue: VecDeque<Event>,
+}
+
+struct Helpers {
+    wake: UnixStream,
+    notifier: Notifier,
+    rx: Receiver<Progress>,
+}
+
+/// Sends [`Progress`] to the supervisor from another thread.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: Sender<Progress>,
+    wake: Arc<UnixStream>,
+}
+
+impl Notifier {
+    pub fn send(&self, p: Progress) {
+        if self.tx.send(p).is_ok() {
+            // A full pipe means a wake-up is pending already: fine to drop.
+            let _ = (&*self.wake).write(&[1]);
+        }
     }
-    match wait {
-        Some(w) => rx.recv_timeout(w),
-        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+}
+
+impl Events {
+    /// Starts catching signals.
+    pub fn new() -> io::Result<Events> {
+        Ok(Events {
+            signals: Signals::catch()?,
+            helpers: None,
+            queue: VecDeque::new(),
+        })
+    }
+
+    /// A handle for another thread to send [`Progress`] with.
+    pub fn notifier(&mut self) -> io::Result<Notifier> {
+        if self.helpers.is_none() {
+            let (wake, wake_write) = UnixStream::pair()?;
+            wake.set_nonblocking(true)?;
+            wake_write.set_nonblocking(true)?;
+            let (tx, rx) = mpsc::channel();
+            self.helpers = Some(Helpers {
+                wake,
+                notifier: Notifier {
+                    tx,
+                    wake: Arc::new(wake_write),
+                },
+                rx,
+            });
+        }
+        Ok(self.helpers.as_ref().expect("just made").notifier.clone())
+    }
+
+    /// The next event, or `None` once `deadline` has passed or `tick` has
+    /// elapsed, whichever comes first; with neither, sleeps until an event.
+    pub fn next(&mut self, deadline: Option<Instant>, tick: Option<Duration>) -> Option<Event> {
+        let tick_end = tick.map(|t| Instant::now() + t);
+        let end = match (deadline, tick_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            self.collect();
+            if !self.queue.is_empty() {
+                continue;
+            }
+            let timeout = match end {
+                None => PollTimeout::NONE,
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    // Round up, so as never to wake just before the deadline.
+                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+            if let Some(h) = &self.helpers {
+                fds.push(PollFd::new(h.wake.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!("cannot wait for events: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self) {
+        for s in self.signals.pending() {
+            self.queue.push_back(Event::Signal(s));
+        }
+        if let Some(h) = &self.helpers {
+            let mut buf = [0u8; 64];
+            while matches!((&h.wake).read(&mut buf), Ok(n) if n > 0) {}
+            while let Ok(p) = h.rx.try_recv() {
+                self.queue.push_back(Event::Lock(p));
+            }
+        }
     }
 }
 
@@ -71,7 +177,7 @@ pub fn supervise_one(
     pid: i32,
     program: &str,
     stop_timeout: Duration,
-    rx: &Receiver<Event>,
+    events: &mut Events,
 ) -> Outcome {
     let group = Group(pid);
     let mut outcome = Outcome {
@@ -108,15 +214,15 @@ pub fn supervise_one(
         // not every member's death is reported to us.
         let tick = outcome.exit.map(|_| Duration::from_millis(50));
         let deadline = kill_at.filter(|_| killed_at.is_none());
-        match recv_until(rx, deadline, tick) {
-            Ok(Event::Signal(SIGCHLD)) => {
+        match events.next(deadline, tick) {
+            Some(Event::Signal(SIGCHLD)) => {
                 for (p, kind) in reap_exited() {
                     if p == pid {
                         outcome.exit = Some(kind);
                     }
                 }
             }
-            Ok(Event::Signal(s)) if signals::is_stop(s) => match outcome.stopped_by {
+            Some(Event::Signal(s)) if signals::is_stop(s) => match outcome.stopped_by {
                 None => {
                     outcome.stopped_by = Some(s);
                     tracing::info!(
@@ -141,11 +247,11 @@ pub fn supervise_one(
                     group.signal(s);
                 }
             },
-            Ok(Event::Signal(s)) => {
+            Some(Event::Signal(s)) => {
                 group.signal(s);
             }
-            Ok(Event::Lock(_)) => {}
-            Err(RecvTimeoutError::Timeout) => {
+            Some(Event::Lock(_)) => {}
+            None => {
                 if killed_at.is_none() && kill_at.is_some_and(|k| Instant::now() >= k) {
                     tracing::warn!(
                         "`{program}` did not stop within {}; killing it (SIGKILL)",
@@ -155,7 +261,6 @@ pub fn supervise_one(
                     killed_at = Some(Instant::now());
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     reap_exited();

@@ -5,7 +5,6 @@
 use std::io::IsTerminal;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use crate::cli::ExecArgs;
@@ -13,7 +12,7 @@ use crate::error::Error;
 use crate::lock::{Database, Held, LockError, Mode, Owner, Pending, Progress, Request, Step};
 use crate::process::{self, ExitKind, Launch, Stdio};
 use crate::signals;
-use crate::supervisor::{self, Event, WaitLine};
+use crate::supervisor::{self, Event, Events, WaitLine};
 
 /// Default grace period between the stop signal and SIGKILL (SPEC.md §2).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,8 +41,7 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
     let pending = Pending::new(requests, owner)?;
     let stop_timeout = args.wait.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT);
 
-    let (tx, rx) = mpsc::channel();
-    let _signals = signals::listen(tx.clone(), Event::Signal).map_err(|source| Error::Io {
+    let mut events = Events::new().map_err(|source| Error::Io {
         action: "install signal handlers".to_owned(),
         source,
     })?;
@@ -52,11 +50,11 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
     let started = Instant::now();
-    let held = match acquire(pending, args.wait.limit(), started, &tx, &rx)? {
+    let held = match acquire(pending, args.wait.limit(), started, &mut events)? {
         Acquired::Held(held) => held,
         Acquired::Interrupted(signal) => return Ok(interrupted(signal)),
     };
-    let held = match wait_out_foreign(held, args.wait.limit(), started, &rx)? {
+    let held = match wait_out_foreign(held, args.wait.limit(), started, &mut events)? {
         Acquired::Held(held) => held,
         Acquired::Interrupted(signal) => return Ok(interrupted(signal)),
     };
@@ -65,7 +63,7 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
         return Err(e.into());
     }
     tracing::debug!("locks taken after {:?}", started.elapsed());
-    run_command(&args.command, held, stop_timeout, &rx)
+    run_command(&args.command, held, stop_timeout, &mut events)
 }
 
 fn requests(
@@ -111,8 +109,7 @@ fn acquire(
     mut pending: Pending,
     limit: Option<Duration>,
     started: Instant,
-    tx: &Sender<Event>,
-    rx: &Receiver<Event>,
+    events: &mut Events,
 ) -> Result<Acquired, Error> {
     if limit == Some(Duration::ZERO) {
         return Ok(Acquired::Held(pending.try_now()?));
@@ -121,16 +118,17 @@ fn acquire(
     if pending.advance(false, |_| {})? == Step::Done {
         return Ok(Acquired::Held(pending.into_held()));
     }
-    let tx = tx.clone();
-    let acquirer = pending.in_background(move |p| {
-        let _ = tx.send(Event::Lock(p));
-    });
+    let notifier = events.notifier().map_err(|source| Error::Io {
+        action: "create a wake-up channel".to_owned(),
+        source,
+    })?;
+    let acquirer = pending.in_background(move |p| notifier.send(p));
     let deadline = limit.map(|l| started + l);
     let mut line = WaitLine::new(started);
     loop {
-        let event = match supervisor::recv_until(rx, deadline, line.tick()) {
-            Ok(event) => event,
-            Err(RecvTimeoutError::Timeout) => {
+        let event = match events.next(deadline, line.tick()) {
+            Some(event) => event,
+            None => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     line.clear();
                     let report = acquirer.holders_now();
@@ -149,7 +147,6 @@ fn acquire(
                 line.redraw();
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
         };
         match event {
             Event::Signal(s) if signals::ends_queueing(s) => {
@@ -188,7 +185,7 @@ fn wait_out_foreign(
     held: Held,
     limit: Option<Duration>,
     started: Instant,
-    rx: &Receiver<Event>,
+    events: &mut Events,
 ) -> Result<Acquired, Error> {
     let deadline = limit.map(|l| started + l);
     let mut warned = false;
@@ -221,7 +218,7 @@ fn wait_out_foreign(
             (Some(d), Some(p)) => Some(d.min(p)),
             (d, p) => d.or(p),
         };
-        if let Ok(Event::Signal(s)) = supervisor::recv_until(rx, until, None) {
+        if let Some(Event::Signal(s)) = events.next(until, None) {
             if signals::ends_queueing(s) {
                 held.release();
                 return Ok(Acquired::Interrupted(s));
@@ -245,7 +242,7 @@ fn run_command(
     argv: &[String],
     mut held: Held,
     stop_timeout: Duration,
-    rx: &Receiver<Event>,
+    events: &mut Events,
 ) -> Result<u8, Error> {
     let terminal = foreground_terminal();
     if terminal.is_some() {
@@ -270,7 +267,7 @@ fn run_command(
     held.mark_holding(child.pid);
     let program = held_program_name(argv);
     tracing::debug!("started {program} as pid {}", child.pid);
-    let outcome = supervisor::supervise_one(child.pid, &program, stop_timeout, rx);
+    let outcome = supervisor::supervise_one(child.pid, &program, stop_timeout, events);
     if let Some(tty) = terminal {
         supervisor::take_terminal_back(tty);
     }

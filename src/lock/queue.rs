@@ -361,10 +361,10 @@ impl Gate {
     }
 
     fn set_counter(&self, n: u64) {
-        let text = format!("{n}\n");
-        if self.file.write_all_at(text.as_bytes(), 0).is_ok() {
-            let _ = self.file.set_len(text.len() as u64);
-        }
+        // Fixed width, so it always overwrites the last one exactly: no
+        // ftruncate (an extra journalled metadata change) on every enqueue.
+        let text = format!("{n:020}\n");
+        let _ = self.file.write_all_at(text.as_bytes(), 0);
     }
 }
 
@@ -385,9 +385,16 @@ impl Ticket {
     /// Rewrites the record in place. Done while holding the ticket's lock;
     /// a reader may see a torn record for an instant and retries.
     pub fn update(&self, record: &Record) -> io::Result<()> {
-        let bytes = record.to_bytes();
-        self.file.write_all_at(&bytes, 0)?;
-        self.file.set_len(bytes.len() as u64)
+        let mut bytes = record.to_bytes();
+        // Pad a shorter record with spaces (JSON ignores them) rather than
+        // truncating the file: saves a metadata change per launch.
+        let old = self.file.metadata()?.len() as usize;
+        if bytes.len() < old {
+            bytes.truncate(bytes.len() - 1);
+            bytes.resize(old - 1, b' ');
+            bytes.push(b'\n');
+        }
+        self.file.write_all_at(&bytes, 0)
     }
 
     /// Whether this ticket's file is still the one in the queue directory
@@ -415,11 +422,9 @@ impl Ticket {
         let path = self.queue.ticket_path(self.id);
         let ino = self.file.metadata().ok().map(|m| FileId::of(&m));
         drop(self.file);
-        let Ok(_gate) = self.queue.gate() else {
-            // Without the gate the ticket stays; the next waiter finds it
-            // unlocked and clears it. The lock itself is already free.
-            return Release::Free;
-        };
+        // No gate needed: whoever gets the exclusive lock of a released
+        // ticket has proof that nobody holds it, and nobody ever takes a
+        // meaningful lock on it again, so unlinking it races with nothing.
         let Ok(file) = open_ticket(&path) else {
             return Release::Free;
         };
@@ -428,15 +433,19 @@ impl Ticket {
             return Release::Free;
         }
         // Someone has it. Waiters hold *shared* locks for an instant as they
-        // pass; only an exclusive one means our description lives on in a
-        // leftover process. (No one else takes exclusive locks on it while we
-        // hold the gate.)
+        // pass, and a no-wait enqueuer may test it with an exclusive one (and
+        // then unlink it itself); only an exclusive lock held by our own
+        // description, which lives on in a leftover process, keeps the
+        // database locked. /proc/locks tells which.
         let Some(ino) = ino else {
             return Release::Free;
         };
-        let still_held = procfs::locks()
-            .iter()
-            .any(|l| l.family == LockFamily::Flock && l.write && l.file == ino);
+        // flock entries name the process that took the lock: for ours that
+        // is this process, whoever inherited the description since.
+        let me = std::process::id() as i32;
+        let still_held = procfs::locks().iter().any(|l| {
+            l.family == LockFamily::Flock && l.write && l.file == ino && l.pid == Some(me)
+        });
         if !still_held {
             return Release::Free;
         }
@@ -449,9 +458,14 @@ impl Ticket {
     }
 }
 
-/// Waits until none of `blockers` (in the lock directory `dir`) is held,
-/// oldest first. Each one is opened only while it is waited for, so a waiter
-/// holds one extra descriptor however long the queue.
+/// Waits until none of `blockers` (in the lock directory `dir`) is held.
+/// Each one is opened only while it is waited for, so a waiter holds one
+/// extra descriptor however long the queue.
+///
+/// The newest blocker is waited for first: it is usually the last to finish,
+/// so each waiter wakes once, when its predecessor is done, and then finds
+/// the older ones gone. Waiting oldest first would wake every waiter of a
+/// long queue at each hand-off (a thundering herd: n² wake-ups per drain).
 ///
 /// `on_blocked` is told before each wait that will really block. Returns
 /// false if `cancel` was set.
@@ -462,7 +476,7 @@ pub fn wait_turn(
     cancel: &AtomicBool,
     mut on_blocked: impl FnMut(TicketId),
 ) -> io::Result<WaitOutcome> {
-    while let Some(&id) = blockers.first() {
+    while let Some(&id) = blockers.last() {
         if cancel.load(Ordering::Acquire) {
             return Ok(WaitOutcome::Cancelled);
         }
@@ -470,7 +484,7 @@ pub fn wait_turn(
         let file = match open_ticket(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                blockers.remove(0);
+                blockers.pop();
                 continue;
             }
             Err(e) => return Err(e),
@@ -485,7 +499,7 @@ pub fn wait_turn(
         // We hold a shared lock: nobody holds the ticket, and nobody ever will
         // again. Clear it away for everyone.
         let _ = fs::remove_file(&path);
-        blockers.remove(0);
+        blockers.pop();
     }
     Ok(WaitOutcome::Done)
 }

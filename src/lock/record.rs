@@ -92,8 +92,7 @@ pub struct Record {
 impl Record {
     /// A record for this dblaunch waiting on behalf of `owner`.
     pub fn waiting(owner: &Owner, mode: Mode) -> Record {
-        let me = std::process::id() as i32;
-        let start = procfs::start_time(me).unwrap_or_default();
+        let (me, start) = own_identity();
         Record {
             pid: me,
             start_time: start,
@@ -146,6 +145,15 @@ impl Record {
         out.push(b'\n');
         out
     }
+}
+
+/// This process's pid and start time, read once.
+fn own_identity() -> (i32, u64) {
+    static ME: std::sync::OnceLock<(i32, u64)> = std::sync::OnceLock::new();
+    *ME.get_or_init(|| {
+        let me = std::process::id() as i32;
+        (me, procfs::start_time(me).unwrap_or_default())
+    })
 }
 
 fn now_rfc3339() -> String {

@@ -9,6 +9,7 @@ mod crash;
 mod exclusion;
 mod exit_codes;
 mod fairness;
+mod foreign;
 mod signals;
 
 use std::fs;
