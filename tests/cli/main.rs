@@ -11,6 +11,7 @@ mod exit_codes;
 mod fairness;
 mod foreign;
 mod signals;
+mod terminal;
 
 use std::fs;
 use std::path::{Path, PathBuf};
