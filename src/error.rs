@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::lock::LockError;
+use crate::manifest::ManifestError;
 
 /// Exit statuses that are not a program's own.
 pub mod code {
@@ -23,6 +24,9 @@ pub enum Error {
 
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
 
     #[error("{0}")]
     Usage(String),
@@ -76,7 +80,7 @@ impl Error {
                 SpawnError::MissingCwd { .. } => code::USAGE,
                 SpawnError::Other { .. } => code::FAILURE,
             },
-            Error::Usage(_) => code::USAGE,
+            Error::Usage(_) | Error::Manifest(_) => code::USAGE,
             Error::NotImplemented(_) | Error::Io { .. } => code::FAILURE,
         }
     }

@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod error;
 pub mod lock;
 mod logging;
+pub mod manifest;
 pub mod process;
 pub mod procfs;
 pub mod signals;
@@ -39,7 +40,7 @@ pub fn run() -> u8 {
         Command::Run(_) => Err(Error::NotImplemented("run")),
         Command::Status(_) => Err(Error::NotImplemented("status")),
         Command::Stop(_) => Err(Error::NotImplemented("stop")),
-        Command::Check => Err(Error::NotImplemented("check")),
+        Command::Check => cmd::check::execute(cli.file.as_deref()),
         Command::Probe(args) => cmd::probe::execute(args),
     };
     match result {

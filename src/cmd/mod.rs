@@ -1,5 +1,6 @@
 //! One module per subcommand, each with `execute(args) -> Result<u8, Error>`
 //! returning the exit status.
 
+pub mod check;
 pub mod exec;
 pub mod probe;

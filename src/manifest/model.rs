@@ -1,0 +1,167 @@
+//! The validated manifest: names resolved to indices, paths made absolute,
+//! durations parsed. Everything here has been checked by `validate`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::lock::Mode;
+
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// Its directory: relative paths inside it are relative to this.
+    pub dir: PathBuf,
+    pub settings: Settings,
+    /// `[databases]`: short names for paths, in document order.
+    pub databases: Vec<(String, PathBuf)>,
+    /// `[programs]`, in document order.
+    pub programs: Vec<Program>,
+    /// `[groups]`: name and members (program or group names).
+    pub groups: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Grace after the stop signal before SIGKILL.
+    pub stop_timeout: Duration,
+    /// How long a program may queue for a busy database; `None`: no limit.
+    pub wait: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            stop_timeout: Duration::from_secs(10),
+            wait: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run as is, no shell.
+    Argv(Vec<String>),
+    /// Run with `sh -c`. dblaunch signals the whole process group, so the
+    /// shell does not swallow signals meant for the command.
+    Shell(String),
+}
+
+impl Command {
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(v) => v.clone(),
+            Command::Shell(s) => vec!["sh".to_owned(), "-c".to_owned(), s.clone()],
+        }
+    }
+}
+
+/// A database a program uses: as written, and as an absolute path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbRef {
+    pub given: String,
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub name: String,
+    pub command: Command,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub reads: Vec<DbRef>,
+    pub writes: Vec<DbRef>,
+    /// Indices of the programs that must have exited 0 first.
+    pub after: Vec<usize>,
+    pub stop_signal: i32,
+}
+
+impl Program {
+    /// Every database with its mode.
+    pub fn locks(&self) -> impl Iterator<Item = (&DbRef, Mode)> {
+        self.reads
+            .iter()
+            .map(|d| (d, Mode::Read))
+            .chain(self.writes.iter().map(|d| (d, Mode::Write)))
+    }
+}
+
+impl Manifest {
+    pub fn program(&self, name: &str) -> Option<usize> {
+        self.programs.iter().position(|p| p.name == name)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&[String]> {
+        self.groups
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m.as_slice())
+    }
+
+    /// The programs that `targets` (program and group names) stand for,
+    /// with the programs they run `after`, in manifest order. Unknown names
+    /// are returned as the error, each with the closest known name.
+    pub fn expand(&self, targets: &[String]) -> Result<Vec<usize>, Vec<(String, Option<String>)>> {
+        let mut chosen = vec![false; self.programs.len()];
+        let mut unknown = Vec::new();
+        for t in targets {
+            if !self.mark(t, &mut chosen, 0) {
+                let names = self
+                    .programs
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .chain(self.groups.iter().map(|(n, _)| n.as_str()));
+                unknown.push((
+                    t.clone(),
+                    super::validate::closest(t, names).map(str::to_owned),
+                ));
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        // Pull in what the chosen programs run after (validated acyclic).
+        let mut stack: Vec<usize> = (0..chosen.len()).filter(|&i| chosen[i]).collect();
+        while let Some(i) = stack.pop() {
+            for &d in &self.programs[i].after {
+                if !chosen[d] {
+                    chosen[d] = true;
+                    stack.push(d);
+                }
+            }
+        }
+        Ok((0..chosen.len()).filter(|&i| chosen[i]).collect())
+    }
+
+    fn mark(&self, name: &str, chosen: &mut [bool], depth: usize) -> bool {
+        if let Some(i) = self.program(name) {
+            chosen[i] = true;
+            return true;
+        }
+        // Groups are validated acyclic; the depth bound is a second guard.
+        match self.group(name) {
+            Some(members) if depth < 64 => {
+                for m in members {
+                    self.mark(m, chosen, depth + 1);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `base`/`p` with `.` and `..` removed, without touching the filesystem.
+pub fn normalize(base: &Path, p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in base.join(p).components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}

@@ -1,0 +1,544 @@
+//! From the raw manifest to the model: every bad name, reference, path,
+//! duration and cycle is collected as a [`Diagnostic`] pointing at its place
+//! in the file, so one `dblaunch check` shows them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::Diagnostic;
+use super::model::{Command, DbRef, Manifest, Program, Settings, normalize};
+use super::raw::{Raw, RawCommand, RawProgram};
+
+/// The known name closest to `name`, if any is close enough to be a typo.
+pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn suggest(d: Diagnostic, name: &str, known: &[&str], kind: &str) -> Diagnostic {
+    match closest(name, known.iter().copied()) {
+        Some(c) => d.help(format!("did you mean `{c}`?")),
+        None if known.is_empty() => d.help(format!("the manifest defines no {kind}")),
+        None => d.help(format!("the {kind} are: {}", known.join(", "))),
+    }
+}
+
+fn duration(s: &Spanned<String>, what: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+    match humantime::parse_duration(s.get_ref()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            diags.push(
+                Diagnostic::new(
+                    format!("{what} `{}` is not a duration: {e}", s.get_ref()),
+                    Some(s.span()),
+                )
+                .help("write a duration such as \"500ms\", \"10s\", \"10m\" or \"1h30m\""),
+            );
+            None
+        }
+    }
+}
+
+/// A name users type on the command line and see as an output prefix.
+fn check_name(name: &Spanned<String>, kind: &str, diags: &mut Vec<Diagnostic>) {
+    let n = name.get_ref();
+    let ok = !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        diags.push(
+            Diagnostic::new(
+                format!("{kind} name `{n}` is not a plain name"),
+                Some(name.span()),
+            )
+            .help("use letters, digits, `_`, `-` and `.` only"),
+        );
+    }
+}
+
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
+    }
+    let upper = s.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest {
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| normalize(&std::env::current_dir().unwrap_or_default(), dir));
+
+    let mut settings = Settings::default();
+    if let Some(s) = &raw.settings.stop_timeout {
+        if let Some(d) = duration(s, "stop_timeout", diags) {
+            settings.stop_timeout = d;
+        }
+    }
+    if let Some(s) = &raw.settings.wait {
+        settings.wait = duration(s, "wait", diags);
+    }
+
+    // [databases]
+    let mut databases: Vec<(String, PathBuf)> = Vec::new();
+    for (name, p) in &raw.databases {
+        check_name(name, "database", diags);
+        if name.get_ref().contains('.') {
+            diags.push(
+                Diagnostic::new(
+                    format!("database name `{}` contains `.`, so in reads/writes it would be taken for a path", name.get_ref()),
+                    Some(name.span()),
+                )
+                .help("name databases with bare words (letters, events); paths go on the right-hand side"),
+            );
+        }
+        if p.get_ref().trim().is_empty() {
+            diags.push(Diagnostic::new(
+                format!("database `{}` has an empty path", name.get_ref()),
+                Some(p.span()),
+            ));
+            continue;
+        }
+        databases.push((
+            name.get_ref().clone(),
+            normalize(&dir, Path::new(p.get_ref())),
+        ));
+    }
+    let db_names: Vec<&str> = databases.iter().map(|(n, _)| n.as_str()).collect();
+
+    // Names: programs and groups share one namespace.
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (name, _) in &raw.programs {
+        check_name(name, "program", diags);
+        seen.insert(name.get_ref(), "program");
+    }
+    for (name, _) in &raw.groups {
+        check_name(name, "group", diags);
+        if seen.insert(name.get_ref(), "group") == Some("program") {
+            diags.push(
+                Diagnostic::new(
+                    format!("`{}` is both a program and a group", name.get_ref()),
+                    Some(name.span()),
+                )
+                .help("rename one of them: `dblaunch run NAME` must mean one thing"),
+            );
+        }
+    }
+    let program_names: Vec<&str> = raw
+        .programs
+        .iter()
+        .map(|(n, _)| n.get_ref().as_str())
+        .collect();
+    let all_program_names: Vec<&str> = program_names
+        .iter()
+        .copied()
+        .chain(raw.broken_programs.iter().map(String::as_str))
+        .collect();
+    let group_names: Vec<&str> = raw
+        .groups
+        .iter()
+        .map(|(n, _)| n.get_ref().as_str())
+        .collect();
+
+    let mut programs = Vec::new();
+    for (name, rp) in &raw.programs {
+        programs.push(program(
+            name,
+            rp,
+            &dir,
+            &databases,
+            &db_names,
+            &program_names,
+            &all_program_names,
+            &group_names,
+            diags,
+        ));
+    }
+    after_cycles(&raw, &programs, diags);
+
+    // [groups]
+    let mut groups = Vec::new();
+    for (name, members) in &raw.groups {
+        if members.is_empty() {
+            diags.push(
+                Diagnostic::new(
+                    format!("group `{}` is empty", name.get_ref()),
+                    Some(name.span()),
+                )
+                .help("list its programs or groups, or remove it"),
+            );
+        }
+        for m in members {
+            let known = all_program_names.contains(&m.get_ref().as_str())
+                || group_names.contains(&m.get_ref().as_str());
+            if !known {
+                let mut all: Vec<&str> = all_program_names
+                    .iter()
+                    .chain(group_names.iter())
+                    .copied()
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                diags.push(suggest(
+                    Diagnostic::new(
+                        format!(
+                            "group `{}` names `{}`, which is neither a program nor a group",
+                            name.get_ref(),
+                            m.get_ref()
+                        ),
+                        Some(m.span()),
+                    ),
+                    m.get_ref(),
+                    &all,
+                    "programs and groups",
+                ));
+            }
+        }
+        groups.push((
+            name.get_ref().clone(),
+            members.iter().map(|m| m.get_ref().clone()).collect(),
+        ));
+    }
+    group_cycles(&raw, diags);
+
+    Manifest {
+        path: path.to_path_buf(),
+        dir,
+        settings,
+        databases,
+        programs,
+        groups,
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+fn program(
+    name: &Spanned<String>,
+    rp: &RawProgram,
+    dir: &Path,
+    databases: &[(String, PathBuf)],
+    db_names: &[&str],
+    program_names: &[&str],
+    all_program_names: &[&str],
+    group_names: &[&str],
+    diags: &mut Vec<Diagnostic>,
+) -> Program {
+    let pname = name.get_ref();
+    let command = match rp.command.get_ref() {
+        RawCommand::Shell(s) => Command::Shell(s.clone()),
+        RawCommand::Argv(v) => Command::Argv(v.clone()),
+    };
+    let empty = match &command {
+        Command::Shell(s) => s.trim().is_empty(),
+        Command::Argv(v) => v.first().is_none_or(|c| c.trim().is_empty()),
+    };
+    if empty {
+        diags.push(
+            Diagnostic::new(
+                format!("program `{pname}` has an empty command"),
+                Some(rp.command.span()),
+            )
+            .help("write command = [\"program\", \"arg\", ...] or command = \"shell line\""),
+        );
+    }
+    let cwd = match &rp.cwd {
+        Some(c) => {
+            let p = normalize(dir, Path::new(c.get_ref()));
+            if !p.is_dir() {
+                diags.push(
+                    Diagnostic::new(
+                        format!("the cwd of program `{pname}`, {}, is not a directory", p.display()),
+                        Some(c.span()),
+                    )
+                    .help("create it, or correct `cwd` (relative paths are relative to the manifest's directory)"),
+                );
+            }
+            p
+        }
+        None => dir.to_path_buf(),
+    };
+    let env = rp
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+        .collect();
+    let mut resolve = |list: &[Spanned<String>],
+                       field: &str|
+     -> Vec<(DbRef, std::ops::Range<usize>)> {
+        let mut out: Vec<(DbRef, std::ops::Range<usize>)> = Vec::new();
+        for entry in list {
+            let given = entry.get_ref();
+            let path = if given.contains('/') || given.contains('.') {
+                normalize(dir, Path::new(given))
+            } else if let Some((_, p)) = databases.iter().find(|(n, _)| n == given) {
+                p.clone()
+            } else {
+                diags.push(suggest(
+                    Diagnostic::new(
+                        format!("program `{pname}` {field} `{given}`, which is not in [databases]"),
+                        Some(entry.span()),
+                    ),
+                    given,
+                    db_names,
+                    "databases",
+                ));
+                continue;
+            };
+            if let Some(parent) = path.parent() {
+                if !parent.is_dir() {
+                    diags.push(
+                        Diagnostic::new(
+                            format!("the directory {} of database `{given}` does not exist", parent.display()),
+                            Some(entry.span()),
+                        )
+                        .help("create it first, or correct the path (relative paths are relative to the manifest's directory)"),
+                    );
+                }
+            }
+            if !out.iter().any(|(d, _)| d.path == path) {
+                out.push((
+                    DbRef {
+                        given: given.clone(),
+                        path,
+                    },
+                    entry.span(),
+                ));
+            }
+        }
+        out
+    };
+    let reads = resolve(&rp.reads, "reads");
+    let writes = resolve(&rp.writes, "writes");
+    for (w, span) in &writes {
+        if let Some((r, _)) = reads.iter().find(|(r, _)| same_database(&r.path, &w.path)) {
+            diags.push(
+                Diagnostic::new(
+                    format!(
+                        "program `{pname}` both reads `{}` and writes `{}`, one database",
+                        r.given, w.given
+                    ),
+                    Some(span.clone()),
+                )
+                .help("a write lock already allows reading: remove it from `reads`"),
+            );
+        }
+    }
+    let mut after = Vec::new();
+    for a in &rp.after {
+        match program_names.iter().position(|n| n == a.get_ref()) {
+            Some(i) => after.push(i),
+            // Already reported where it is defined.
+            None if all_program_names.contains(&a.get_ref().as_str()) => {}
+            None if group_names.contains(&a.get_ref().as_str()) => diags.push(
+                Diagnostic::new(
+                    format!(
+                        "program `{pname}` runs after `{}`, which is a group",
+                        a.get_ref()
+                    ),
+                    Some(a.span()),
+                )
+                .help("`after` takes program names; list the group's programs instead"),
+            ),
+            None => diags.push(suggest(
+                Diagnostic::new(
+                    format!(
+                        "program `{pname}` runs after `{}`, which is not a program",
+                        a.get_ref()
+                    ),
+                    Some(a.span()),
+                ),
+                a.get_ref(),
+                program_names,
+                "programs",
+            )),
+        }
+    }
+    let stop_signal = match &rp.stop_signal {
+        Some(s) => parse_signal(s.get_ref()).unwrap_or_else(|| {
+            diags.push(
+                Diagnostic::new(format!("`{}` is not a signal", s.get_ref()), Some(s.span()))
+                    .help("write a signal name such as \"SIGTERM\", \"SIGINT\" or \"SIGQUIT\""),
+            );
+            libc::SIGTERM
+        }),
+        None => libc::SIGTERM,
+    };
+    Program {
+        name: pname.clone(),
+        command,
+        cwd,
+        env,
+        reads: reads.into_iter().map(|(d, _)| d).collect(),
+        writes: writes.into_iter().map(|(d, _)| d).collect(),
+        after,
+        stop_signal,
+    }
+}
+
+/// Two spellings of one database: equal once both are canonical (as far
+/// as they exist).
+pub fn same_database(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| -> PathBuf {
+        match (
+            p.parent().and_then(|d| std::fs::canonicalize(d).ok()),
+            p.file_name(),
+        ) {
+            (Some(d), Some(n)) => std::fs::canonicalize(p).unwrap_or_else(|_| d.join(n)),
+            _ => p.to_path_buf(),
+        }
+    };
+    a == b || canon(a) == canon(b)
+}
+
+/// `after` must not loop: print each cycle once, as a path.
+fn after_cycles(raw: &Raw, programs: &[Program], diags: &mut Vec<Diagnostic>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        programs: &[Program],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+        cycles: &mut Vec<Vec<usize>>,
+    ) {
+        marks[i] = Mark::Active;
+        stack.push(i);
+        for &d in &programs[i].after {
+            match marks[d] {
+                Mark::New => visit(d, programs, marks, stack, cycles),
+                Mark::Active => {
+                    let from = stack.iter().position(|&s| s == d).unwrap_or(0);
+                    cycles.push(stack[from..].to_vec());
+                }
+                Mark::Done => {}
+            }
+        }
+        stack.pop();
+        marks[i] = Mark::Done;
+    }
+    let mut marks = vec![Mark::New; programs.len()];
+    let mut cycles = Vec::new();
+    for i in 0..programs.len() {
+        if marks[i] == Mark::New {
+            visit(i, programs, &mut marks, &mut Vec::new(), &mut cycles);
+        }
+    }
+    for cycle in cycles {
+        let first = cycle[0];
+        let mut names: Vec<&str> = cycle.iter().map(|&i| programs[i].name.as_str()).collect();
+        names.push(&programs[first].name);
+        // `names` runs "a after b after c": show it in running order.
+        names.reverse();
+        let span = raw.programs[first]
+            .1
+            .after
+            .first()
+            .map(|a| a.span())
+            .or(Some(raw.programs[first].0.span()));
+        diags.push(
+            Diagnostic::new(
+                format!("`after` goes round in a circle: {}", names.join(" → ")),
+                span,
+            )
+            .help("no program in a circle can ever start; remove one of these `after` entries"),
+        );
+    }
+}
+
+fn group_cycles(raw: &Raw, diags: &mut Vec<Diagnostic>) {
+    let groups: BTreeMap<&str, &Vec<Spanned<String>>> = raw
+        .groups
+        .iter()
+        .map(|(n, m)| (n.get_ref().as_str(), m))
+        .collect();
+    for (name, _) in &raw.groups {
+        // Depth-first from each group; a path back to it is a cycle.
+        let mut stack = vec![(name.get_ref().as_str(), vec![name.get_ref().as_str()])];
+        let mut found = None;
+        while let Some((g, path)) = stack.pop() {
+            if path.len() > groups.len() + 1 {
+                continue;
+            }
+            for m in groups.get(g).map(|v| v.as_slice()).unwrap_or(&[]) {
+                let m = m.get_ref().as_str();
+                if m == name.get_ref() {
+                    let mut p = path.clone();
+                    p.push(m);
+                    found = Some(p);
+                    break;
+                }
+                if groups.contains_key(m) && !path.contains(&m) {
+                    let mut p = path.clone();
+                    p.push(m);
+                    stack.push((m, p));
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        if let Some(path) = found {
+            diags.push(
+                Diagnostic::new(
+                    format!(
+                        "group `{}` contains itself: {}",
+                        name.get_ref(),
+                        path.join(" → ")
+                    ),
+                    Some(name.span()),
+                )
+                .help("remove one of the nested group names"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_get_a_suggestion_and_strangers_do_not() {
+        let names = ["ingest", "report", "webapp"];
+        assert_eq!(closest("ingset", names.iter().copied()), Some("ingest"));
+        assert_eq!(closest("reprot", names.iter().copied()), Some("report"));
+        assert_eq!(closest("zzz", names.iter().copied()), None);
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("SIGTERM"), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("int"), Some(libc::SIGINT));
+        assert_eq!(parse_signal("9"), Some(libc::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+    }
+}
