@@ -6,9 +6,11 @@
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod events;
 pub mod lock;
 mod logging;
 pub mod manifest;
+pub mod output;
 pub mod process;
 pub mod procfs;
 pub mod signals;

@@ -1,275 +1,747 @@
-//! The loop that orders everything that happens to a running program: child
-//! exits, signals, lock hand-offs and deadlines arrive as [`Event`]s on one
-//! channel and are handled in order, so no state is shared between threads.
+//! The one loop that runs programs: it starts each when its `after`
+//! programs have succeeded and its locks are held, and orders everything
+//! that happens then (child exits, signals, lock hand-offs, deadlines) as
+//! events handled one at a time on the main thread. `exec` is a run of one
+//! program; `run` is a run of many.
+//!
+//! Per program: Pending (for `after`) → Queued (for locks) → Foreign (for
+//! processes that lock the database outside dblaunch) → Running → Done. The
+//! locks are released only once the program's whole process group is gone.
 
-use std::collections::VecDeque;
-use std::io::{self, IsTerminal, Read, Write};
-use std::os::fd::{AsFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::io::{IsTerminal, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
 use nix::sys::signal::{SigHandler, Signal};
-use signal_hook::consts::signal::{SIGCHLD, SIGINT, SIGKILL, SIGTERM};
+use signal_hook::consts::signal::{SIGCHLD, SIGINT, SIGKILL, SIGTERM, SIGWINCH};
 
-use crate::lock::{Holder, Mode, Progress};
-use crate::process::{ExitKind, Group, reap_exited};
-use crate::signals::{self, Signals};
+use crate::error::Error;
+use crate::events::{Event, Events};
+use crate::lock::{
+    Acquirer, Held, Holder, LockError, Mode, Owner, Pending, Progress, Request, Step, round,
+};
+use crate::output::{Output, Stream};
+use crate::process::{self, ExitKind, Group, Launch, Stdio, reap_exited};
+use crate::signals;
 
-/// Everything the supervisor reacts to.
+/// One program to run.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub locks: Vec<Request>,
+    /// Indices (into the run's specs) of programs that must exit 0 first.
+    pub after: Vec<usize>,
+    pub stop_signal: i32,
+}
+
+/// How a run behaves.
+pub struct Options {
+    pub stop_timeout: Duration,
+    /// Queueing limit per program; `None` waits as long as it takes.
+    pub wait: Option<Duration>,
+    /// Lifecycle lines (started, exited) at info level; otherwise debug.
+    pub announce: bool,
+}
+
+/// How each program ended, and the run's exit status.
 #[derive(Debug)]
-pub enum Event {
-    Signal(i32),
-    Lock(Progress),
+pub struct Report {
+    pub status: u8,
+    pub ends: Vec<End>,
 }
 
-/// The supervisor's one source of events: signals (through the self-pipe of
-/// [`Signals`]) and messages from helper threads (through a channel plus a
-/// wake-up byte), read on the main thread with poll(2). Waiting here costs
-/// no CPU: poll sleeps until a byte arrives or the deadline passes.
-pub struct Events {
-    signals: Signals,
-    /// Made on first use: an uncontended launch never needs it.
-    helpers: Option<Helpers>,
-    queue: VecDeque<Event>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    Exited(ExitKind),
+    /// It could not be started or its locks not taken; the code is the
+    /// status the spec gives for why (75, 126, 127, 1).
+    Failed(u8),
+    /// An `after` program failed.
+    Skipped,
+    /// The run was stopped before it started.
+    NotStarted,
 }
 
-struct Helpers {
-    wake: UnixStream,
-    notifier: Notifier,
-    rx: Receiver<Progress>,
-}
+impl End {
+    fn success(&self) -> bool {
+        matches!(self, End::Exited(ExitKind::Code(0)))
+    }
 
-/// Sends [`Progress`] to the supervisor from another thread.
-#[derive(Clone)]
-pub struct Notifier {
-    tx: Sender<Progress>,
-    wake: Arc<UnixStream>,
-}
-
-impl Notifier {
-    pub fn send(&self, p: Progress) {
-        if self.tx.send(p).is_ok() {
-            // A full pipe means a wake-up is pending already: fine to drop.
-            let _ = (&*self.wake).write(&[1]);
+    fn status(&self) -> Option<u8> {
+        match self {
+            End::Exited(ExitKind::Code(0)) | End::Skipped | End::NotStarted => None,
+            End::Exited(k) => Some(k.status()),
+            End::Failed(code) => Some(*code),
         }
     }
 }
 
-impl Events {
-    /// Starts catching signals.
-    pub fn new() -> io::Result<Events> {
-        Ok(Events {
-            signals: Signals::catch()?,
-            helpers: None,
-            queue: VecDeque::new(),
+enum State {
+    Pending,
+    Queued {
+        acquirer: Acquirer,
+        since: Instant,
+    },
+    Foreign {
+        held: Held,
+        since: Instant,
+        warned: bool,
+    },
+    Running(Box<Running>),
+    Done(End),
+}
+
+struct Running {
+    pid: i32,
+    held: Held,
+    started: Instant,
+    exit: Option<ExitKind>,
+    /// SIGKILL the group at this time (a stop or leftovers are under way).
+    kill_at: Option<Instant>,
+    killed_at: Option<Instant>,
+    pumps: Vec<JoinHandle<()>>,
+}
+
+pub struct Supervisor<'a> {
+    specs: &'a [Spec],
+    opts: Options,
+    states: Vec<State>,
+    events: Events,
+    output: Option<Arc<Output>>,
+    terminal: Option<RawFd>,
+    wait_line: WaitLine,
+    stopped_by: Option<i32>,
+    /// The status of the first program that failed.
+    first_failure: Option<u8>,
+}
+
+impl<'a> Supervisor<'a> {
+    pub fn new(specs: &'a [Spec], opts: Options) -> Result<Supervisor<'a>, Error> {
+        let events = Events::new().map_err(|source| Error::Io {
+            action: "install signal handlers".to_owned(),
+            source,
+        })?;
+        // Orphaned grandchildren are reparented to us, so we can reap them
+        // and see when a program's group is empty.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        // One program keeps dblaunch's stdio (and the terminal); several
+        // get prefixed pipes.
+        let (output, terminal) = if specs.len() == 1 {
+            (None, foreground_terminal())
+        } else {
+            (
+                Some(Output::new(specs.iter().map(|s| s.name.as_str()))),
+                None,
+            )
+        };
+        if terminal.is_some() {
+            ignore_terminal_stops();
+        }
+        let started = Instant::now();
+        Ok(Supervisor {
+            states: specs.iter().map(|_| State::Pending).collect(),
+            specs,
+            opts,
+            events,
+            output,
+            terminal,
+            wait_line: WaitLine::new(started, specs.len() == 1),
+            stopped_by: None,
+            first_failure: None,
         })
     }
 
-    /// A handle for another thread to send [`Progress`] with.
-    pub fn notifier(&mut self) -> io::Result<Notifier> {
-        if self.helpers.is_none() {
-            let (wake, wake_write) = UnixStream::pair()?;
-            wake.set_nonblocking(true)?;
-            wake_write.set_nonblocking(true)?;
-            let (tx, rx) = mpsc::channel();
-            self.helpers = Some(Helpers {
-                wake,
-                notifier: Notifier {
-                    tx,
-                    wake: Arc::new(wake_write),
-                },
-                rx,
-            });
-        }
-        Ok(self.helpers.as_ref().expect("just made").notifier.clone())
-    }
-
-    /// The next event, or `None` once `deadline` has passed or `tick` has
-    /// elapsed, whichever comes first; with neither, sleeps until an event.
-    pub fn next(&mut self, deadline: Option<Instant>, tick: Option<Duration>) -> Option<Event> {
-        let tick_end = tick.map(|t| Instant::now() + t);
-        let end = match (deadline, tick_end) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+    /// Runs every program to its end.
+    pub fn run(mut self) -> Report {
         loop {
-            if let Some(e) = self.queue.pop_front() {
-                return Some(e);
-            }
-            self.collect();
-            if !self.queue.is_empty() {
-                continue;
-            }
-            let timeout = match end {
-                None => PollTimeout::NONE,
-                Some(end) => {
-                    let left = end.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    // Round up, so as never to wake just before the deadline.
-                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                }
-            };
-            let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-            if let Some(h) = &self.helpers {
-                fds.push(PollFd::new(h.wake.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    tracing::error!("cannot wait for events: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-
-    fn collect(&mut self) {
-        for s in self.signals.pending() {
-            self.queue.push_back(Event::Signal(s));
-        }
-        if let Some(h) = &self.helpers {
-            let mut buf = [0u8; 64];
-            while matches!((&h.wake).read(&mut buf), Ok(n) if n > 0) {}
-            while let Ok(p) = h.rx.try_recv() {
-                self.queue.push_back(Event::Lock(p));
-            }
-        }
-    }
-}
-
-/// How a supervised program ended, and whether dblaunch was told to stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    pub exit: Option<ExitKind>,
-    /// The signal (SIGINT/SIGTERM) that stopped dblaunch, if one did.
-    pub stopped_by: Option<i32>,
-}
-
-impl Outcome {
-    /// SPEC.md §3: 128+N when dblaunch was stopped by signal N, else the
-    /// program's code or 128 + the signal that killed it.
-    pub fn status(&self) -> u8 {
-        match (self.stopped_by, self.exit) {
-            (Some(signal), _) => ExitKind::Signal(signal).status(),
-            (None, Some(exit)) => exit.status(),
-            (None, None) => crate::error::code::FAILURE,
-        }
-    }
-}
-
-/// Supervises the program whose main process (and process group) is `pid`
-/// until its whole process group is gone.
-///
-/// - forwarded signals go to the whole group;
-/// - SIGINT/SIGTERM start a stop: forwarded, then SIGKILL after
-///   `stop_timeout`; a second SIGINT kills at once;
-/// - when the main process exits, what is left of its group gets SIGTERM,
-///   then SIGKILL after `stop_timeout`.
-pub fn supervise_one(
-    pid: i32,
-    program: &str,
-    stop_timeout: Duration,
-    events: &mut Events,
-) -> Outcome {
-    let group = Group(pid);
-    let mut outcome = Outcome {
-        exit: None,
-        stopped_by: None,
-    };
-    let mut kill_at: Option<Instant> = None;
-    let mut killed_at: Option<Instant> = None;
-    loop {
-        if outcome.exit.is_some() {
-            if !group.exists() {
+            self.step_all();
+            if self.states.iter().all(|s| matches!(s, State::Done(_))) {
                 break;
             }
-            if kill_at.is_none() {
-                tracing::info!(
-                    "`{program}` exited but left processes in its group; stopping them (SIGTERM, SIGKILL after {})",
-                    humantime::format_duration(stop_timeout)
-                );
-                group.signal(SIGTERM);
-                kill_at = Some(Instant::now() + stop_timeout);
-            }
-        }
-        if let Some(k) = killed_at {
-            // SIGKILL cannot be ignored; a group that outlives it by this much
-            // holds only zombies of a parent outside it. Nothing more to do.
-            if k.elapsed() > Duration::from_secs(5) {
-                tracing::warn!(
-                    "processes of `{program}` remain after SIGKILL (zombies of another parent?)"
-                );
-                break;
-            }
-        }
-        // While the group drains after the main process, look every 50 ms:
-        // not every member's death is reported to us.
-        let tick = outcome.exit.map(|_| Duration::from_millis(50));
-        let deadline = kill_at.filter(|_| killed_at.is_none());
-        match events.next(deadline, tick) {
-            Some(Event::Signal(SIGCHLD)) => {
-                for (p, kind) in reap_exited() {
-                    if p == pid {
-                        outcome.exit = Some(kind);
-                    }
-                }
-            }
-            Some(Event::Signal(s)) if signals::is_stop(s) => match outcome.stopped_by {
+            let (deadline, tick) = self.next_wake();
+            match self.events.next(deadline, tick) {
+                Some(Event::Signal(SIGCHLD)) => self.reap(),
+                Some(Event::Signal(s)) if signals::is_stop(s) => self.stop(s),
+                Some(Event::Signal(s)) => self.forward(s),
+                Some(Event::Lock(i, p)) => self.lock_progress(i, p),
                 None => {
-                    outcome.stopped_by = Some(s);
+                    if self.wait_line.active() {
+                        self.wait_line.redraw();
+                    }
+                }
+            }
+        }
+        self.wait_line.clear();
+        if let Some(tty) = self.terminal {
+            take_terminal_back(tty);
+        }
+        reap_exited();
+        let ends: Vec<End> = self
+            .states
+            .into_iter()
+            .map(|s| match s {
+                State::Done(e) => e,
+                _ => End::NotStarted,
+            })
+            .collect();
+        let status = match (self.stopped_by, self.first_failure) {
+            (Some(sig), _) => ExitKind::Signal(sig).status(),
+            (None, Some(code)) => code,
+            (None, None) => 0,
+        };
+        Report { status, ends }
+    }
+
+    fn announce(&self, message: std::fmt::Arguments<'_>) {
+        if self.opts.announce {
+            tracing::info!("{message}");
+        } else {
+            tracing::debug!("{message}");
+        }
+    }
+
+    fn finish(&mut self, i: usize, end: End) {
+        if let Some(code) = end.status() {
+            self.first_failure.get_or_insert(code);
+        }
+        self.states[i] = State::Done(end);
+    }
+
+    /// Moves every program as far as it can go without waiting.
+    fn step_all(&mut self) {
+        // Repeat: a program that ends may let another start.
+        loop {
+            let mut moved = false;
+            for i in 0..self.states.len() {
+                moved |= self.step(i);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// One program; true if its state changed.
+    fn step(&mut self, i: usize) -> bool {
+        let now = Instant::now();
+        match &mut self.states[i] {
+            State::Pending => {
+                if self.stopped_by.is_some() {
+                    self.finish(i, End::NotStarted);
+                    return true;
+                }
+                let spec = &self.specs[i];
+                if let Some(&d) = spec
+                    .after
+                    .iter()
+                    .find(|&&d| matches!(&self.states[d], State::Done(e) if !e.success()))
+                {
+                    tracing::warn!(
+                        "{}: not started, because {} did not succeed",
+                        spec.name,
+                        self.specs[d].name
+                    );
+                    self.finish(i, End::Skipped);
+                    return true;
+                }
+                let ready = spec
+                    .after
+                    .iter()
+                    .all(|&d| matches!(&self.states[d], State::Done(e) if e.success()));
+                if ready {
+                    self.queue(i);
+                    return true;
+                }
+                false
+            }
+            State::Queued { since, .. } => {
+                let since = *since;
+                if self.stopped_by.is_some() {
+                    if let State::Queued { acquirer, .. } =
+                        std::mem::replace(&mut self.states[i], State::Pending)
+                    {
+                        acquirer.cancel();
+                    }
+                    self.finish(i, End::NotStarted);
+                    return true;
+                }
+                if self.opts.wait.is_some_and(|w| now >= since + w) {
+                    let State::Queued { acquirer, .. } =
+                        std::mem::replace(&mut self.states[i], State::Pending)
+                    else {
+                        unreachable!()
+                    };
+                    let report = acquirer.holders_now();
+                    acquirer.cancel();
+                    let (database, mode, holders) =
+                        report.unwrap_or_else(|| (PathBuf::new(), Mode::Write, Vec::new()));
+                    self.fail(
+                        i,
+                        busy(database, mode, holders, since, self.opts.wait).into(),
+                    );
+                    return true;
+                }
+                false
+            }
+            State::Foreign {
+                held,
+                since,
+                warned,
+            } => {
+                let since = *since;
+                if self.stopped_by.is_some() {
+                    let State::Foreign { held, .. } =
+                        std::mem::replace(&mut self.states[i], State::Pending)
+                    else {
+                        unreachable!()
+                    };
+                    held.release();
+                    self.finish(i, End::NotStarted);
+                    return true;
+                }
+                let Some((database, mode, holders)) = held.foreign_holders().into_iter().next()
+                else {
+                    let State::Foreign { held, .. } =
+                        std::mem::replace(&mut self.states[i], State::Pending)
+                    else {
+                        unreachable!()
+                    };
+                    self.spawn(i, held);
+                    return true;
+                };
+                if self.opts.wait.is_some_and(|w| now >= since + w) {
+                    let State::Foreign { held, .. } =
+                        std::mem::replace(&mut self.states[i], State::Pending)
+                    else {
+                        unreachable!()
+                    };
+                    held.release();
+                    self.fail(
+                        i,
+                        busy(database, mode, holders, since, self.opts.wait).into(),
+                    );
+                    return true;
+                }
+                if !*warned {
+                    *warned = true;
+                    let list: Vec<String> = holders.iter().map(ToString::to_string).collect();
+                    tracing::warn!(
+                        "{}: {} is in use outside dblaunch: {}; waiting for it to let go",
+                        self.specs[i].name,
+                        database.display(),
+                        list.join(", ")
+                    );
+                }
+                false
+            }
+            State::Running(r) => {
+                let group = Group(r.pid);
+                if r.exit.is_some() {
+                    let gone = !group.exists();
+                    // SIGKILL cannot be ignored: a group that outlives it this
+                    // long holds only zombies of a parent outside it.
+                    let hopeless = r
+                        .killed_at
+                        .is_some_and(|k| k.elapsed() > Duration::from_secs(5));
+                    if gone || hopeless {
+                        if hopeless {
+                            tracing::warn!(
+                                "{}: processes remain in its group after SIGKILL",
+                                self.specs[i].name
+                            );
+                        }
+                        let State::Running(r) =
+                            std::mem::replace(&mut self.states[i], State::Pending)
+                        else {
+                            unreachable!()
+                        };
+                        self.ended(i, *r);
+                        return true;
+                    }
+                    if r.kill_at.is_none() {
+                        tracing::info!(
+                            "{}: exited, but left processes in its group; stopping them (SIGTERM, SIGKILL after {})",
+                            self.specs[i].name,
+                            humantime::format_duration(self.opts.stop_timeout)
+                        );
+                        group.signal(SIGTERM);
+                        r.kill_at = Some(now + self.opts.stop_timeout);
+                    }
+                }
+                if r.killed_at.is_none() && r.kill_at.is_some_and(|k| now >= k) {
+                    tracing::warn!(
+                        "{}: did not stop within {}; killing it (SIGKILL)",
+                        self.specs[i].name,
+                        humantime::format_duration(self.opts.stop_timeout)
+                    );
+                    group.signal(SIGKILL);
+                    r.killed_at = Some(now);
+                }
+                false
+            }
+            State::Done(_) => false,
+        }
+    }
+
+    fn fail(&mut self, i: usize, e: Error) {
+        tracing::error!("{}{e}", self.prefix(i));
+        self.finish(i, End::Failed(e.exit_code()));
+    }
+
+    /// `name: ` when several programs run, nothing for one.
+    fn prefix(&self, i: usize) -> String {
+        if self.specs.len() > 1 {
+            format!("{}: ", self.specs[i].name)
+        } else {
+            String::new()
+        }
+    }
+
+    /// Joins the queue for every lock of program `i`.
+    fn queue(&mut self, i: usize) {
+        let spec = &self.specs[i];
+        let owner = Owner {
+            program: spec.name.clone(),
+            command: spec.argv.clone(),
+        };
+        let since = Instant::now();
+        let result = Pending::new(spec.locks.clone(), owner).and_then(|mut pending| {
+            if self.opts.wait == Some(Duration::ZERO) {
+                return pending.try_now().map(Ok);
+            }
+            // The uncontended path stays on this thread: no waiting, no thread.
+            Ok(match pending.advance(false, |_| {})? {
+                Step::Done => Ok(pending.into_held()),
+                Step::Blocked => Err(pending),
+            })
+        });
+        match result {
+            Ok(Ok(held)) => {
+                self.states[i] = State::Foreign {
+                    held,
+                    since,
+                    warned: false,
+                }
+            }
+            Ok(Err(pending)) => match self.events.notifier() {
+                Ok(notifier) => {
+                    let acquirer = pending.in_background(move |p| notifier.send(i, p));
+                    self.states[i] = State::Queued { acquirer, since };
+                }
+                Err(source) => self.fail(
+                    i,
+                    Error::Io {
+                        action: "create a wake-up channel".to_owned(),
+                        source,
+                    },
+                ),
+            },
+            Err(e) => self.fail(i, e.into()),
+        }
+    }
+
+    fn lock_progress(&mut self, i: usize, p: Progress) {
+        match p {
+            Progress::Waiting {
+                database,
+                mode,
+                holders,
+            } => {
+                let prefix = self.prefix(i);
+                self.wait_line.waiting(&prefix, &database, mode, &holders);
+            }
+            Progress::Acquired => {
+                if let State::Queued { acquirer, since } =
+                    std::mem::replace(&mut self.states[i], State::Pending)
+                {
+                    self.wait_line.clear();
+                    match acquirer.finish() {
+                        Some(held) => {
+                            self.announce(format_args!(
+                                "{}got its locks after waiting {}",
+                                self.prefix(i),
+                                round(since.elapsed())
+                            ));
+                            self.states[i] = State::Foreign {
+                                held,
+                                since,
+                                warned: false,
+                            };
+                        }
+                        None => self.finish(i, End::Failed(crate::error::code::FAILURE)),
+                    }
+                }
+            }
+            Progress::Failed(e) => {
+                if matches!(self.states[i], State::Queued { .. }) {
+                    self.wait_line.clear();
+                    self.fail(i, e.into());
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize, mut held: Held) {
+        if let Err(e) = held.check_still_queued() {
+            held.release();
+            self.fail(i, e.into());
+            return;
+        }
+        let spec = &self.specs[i];
+        let fds = held.fds();
+        let mut env = spec.env.clone();
+        env.push(("DBLAUNCH_PROGRAM".to_owned(), spec.name.clone()));
+        let launch = Launch {
+            argv: &spec.argv,
+            cwd: spec.cwd.as_deref(),
+            env: &env,
+            inherit: &fds,
+            terminal: self.terminal,
+            stdio: if self.output.is_some() {
+                Stdio::Piped
+            } else {
+                Stdio::Inherit
+            },
+        };
+        let child = match process::spawn(&launch) {
+            Ok(c) => c,
+            Err(e) => {
+                held.release();
+                self.fail(i, e.into());
+                return;
+            }
+        };
+        held.mark_holding(child.pid);
+        let mut pumps = Vec::new();
+        if let Some(out) = &self.output {
+            if let Some(o) = child.stdout {
+                pumps.extend(out.pump(&spec.name, i, Stream::Stdout, o).ok());
+            }
+            if let Some(e) = child.stderr {
+                pumps.extend(out.pump(&spec.name, i, Stream::Stderr, e).ok());
+            }
+        }
+        self.announce(format_args!(
+            "{}started (pid {})",
+            self.prefix(i),
+            child.pid
+        ));
+        self.states[i] = State::Running(Box::new(Running {
+            pid: child.pid,
+            held,
+            started: Instant::now(),
+            exit: None,
+            kill_at: None,
+            killed_at: None,
+            pumps,
+        }));
+        // A stop that came before the spawn reaches it too.
+        if let Some(s) = self.stopped_by {
+            self.stop_one(i, s);
+        }
+    }
+
+    /// The program's group is empty: its output is drained, its locks go.
+    fn ended(&mut self, i: usize, r: Running) {
+        // Pipes end when the last writer is gone; a process that escaped
+        // the group may hold one forever, so do not wait for long.
+        let until = Instant::now() + Duration::from_secs(2);
+        for p in r.pumps {
+            while !p.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if p.is_finished() {
+                let _ = p.join();
+            }
+        }
+        let name = self.specs[i].name.clone();
+        for (database, pids) in r.held.release() {
+            tracing::warn!(
+                "{}: {} stays locked: process{} {} escaped its process group and still hold{} the lock; it is released when {} exit",
+                name,
+                database.display(),
+                if pids.len() == 1 { "" } else { "es" },
+                pids.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if pids.len() == 1 { "s" } else { "" },
+                if pids.len() == 1 { "it" } else { "they" },
+            );
+        }
+        let exit = r.exit.unwrap_or(ExitKind::Signal(SIGKILL));
+        let how = match exit {
+            ExitKind::Code(c) => format!("exited {c}"),
+            ExitKind::Signal(s) => format!("killed by {}", signals::name(s)),
+        };
+        self.announce(format_args!(
+            "{}{how} after {}",
+            self.prefix(i),
+            round(r.started.elapsed())
+        ));
+        self.finish(i, End::Exited(exit));
+    }
+
+    fn reap(&mut self) {
+        for (pid, kind) in reap_exited() {
+            for s in &mut self.states {
+                if let State::Running(r) = s {
+                    if r.pid == pid {
+                        r.exit = Some(kind);
+                    }
+                }
+            }
+        }
+    }
+
+    fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.states.len()).filter(|&i| matches!(self.states[i], State::Running(_)))
+    }
+
+    fn forward(&mut self, signal: i32) {
+        // SIGWINCH only concerns the program that owns the terminal.
+        if signal == SIGWINCH && self.terminal.is_none() {
+            return;
+        }
+        if self.running().next().is_none() && signals::ends_queueing(signal) {
+            // Nothing runs: a hang-up or quit ends the run like a stop.
+            self.stop(signal);
+            return;
+        }
+        for i in self.running().collect::<Vec<_>>() {
+            if let State::Running(r) = &self.states[i] {
+                Group(r.pid).signal(signal);
+            }
+        }
+    }
+
+    fn stop(&mut self, signal: i32) {
+        match self.stopped_by {
+            None => {
+                self.stopped_by = Some(signal);
+                self.wait_line.clear();
+                let running: Vec<usize> = self.running().collect();
+                if running.is_empty() {
                     tracing::info!(
-                        "stopping `{program}` ({}); SIGKILL in {}{}",
-                        signals::name(s),
-                        humantime::format_duration(stop_timeout),
-                        if s == SIGINT {
+                        "stopped by {}; no program was running",
+                        signals::name(signal)
+                    );
+                } else {
+                    tracing::info!(
+                        "stopping ({}); SIGKILL in {}{}",
+                        signals::name(signal),
+                        humantime::format_duration(self.opts.stop_timeout),
+                        if signal == SIGINT {
                             ", or at once on a second Ctrl-C"
                         } else {
                             ""
                         }
                     );
-                    group.signal(s);
-                    kill_at = Some(Instant::now() + stop_timeout);
                 }
-                Some(_) if s == SIGINT && killed_at.is_none() => {
-                    tracing::info!("second interrupt: killing `{program}`");
-                    group.signal(SIGKILL);
-                    killed_at = Some(Instant::now());
-                }
-                Some(_) => {
-                    group.signal(s);
-                }
-            },
-            Some(Event::Signal(s)) => {
-                group.signal(s);
-            }
-            Some(Event::Lock(_)) => {}
-            None => {
-                if killed_at.is_none() && kill_at.is_some_and(|k| Instant::now() >= k) {
-                    tracing::warn!(
-                        "`{program}` did not stop within {}; killing it (SIGKILL)",
-                        humantime::format_duration(stop_timeout)
-                    );
-                    group.signal(SIGKILL);
-                    killed_at = Some(Instant::now());
+                for i in running {
+                    self.stop_one(i, signal);
                 }
             }
+            Some(_) if signal == SIGINT => {
+                tracing::info!("second interrupt: killing every program");
+                let now = Instant::now();
+                for s in &mut self.states {
+                    if let State::Running(r) = s {
+                        if r.killed_at.is_none() {
+                            Group(r.pid).signal(SIGKILL);
+                            r.killed_at = Some(now);
+                        }
+                    }
+                }
+            }
+            Some(_) => self.forward(signal),
         }
     }
-    reap_exited();
-    outcome
+
+    fn stop_one(&mut self, i: usize, signal: i32) {
+        let timeout = self.opts.stop_timeout;
+        if let State::Running(r) = &mut self.states[i] {
+            Group(r.pid).signal(signal);
+            let at = Instant::now() + timeout;
+            r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
+        }
+    }
+
+    /// When to look again without an event: the earliest deadline.
+    fn next_wake(&self) -> (Option<Instant>, Option<Duration>) {
+        let mut deadline: Option<Instant> = None;
+        let mut tick: Option<Duration> = None;
+        let mut earliest = |t: Instant| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        for s in &self.states {
+            match s {
+                State::Queued { since, .. } => {
+                    if let Some(w) = self.opts.wait {
+                        earliest(*since + w);
+                    }
+                }
+                State::Foreign { since, .. } => {
+                    if let Some(w) = self.opts.wait {
+                        earliest(*since + w);
+                    }
+                    // Processes outside dblaunch send no wake-up: look every
+                    // 100 ms while one is in the way (and only then).
+                    tick = Some(Duration::from_millis(100));
+                }
+                State::Running(r) => {
+                    if let (Some(k), None) = (r.kill_at, r.killed_at) {
+                        earliest(k);
+                    }
+                    if r.exit.is_some() {
+                        // Not every member's death is reported to us.
+                        tick = Some(Duration::from_millis(50));
+                    }
+                }
+                State::Pending | State::Done(_) => {}
+            }
+        }
+        if self.wait_line.active() {
+            tick = Some(tick.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
+        }
+        (deadline, tick)
+    }
+}
+
+fn busy(
+    database: PathBuf,
+    mode: Mode,
+    holders: Vec<Holder>,
+    since: Instant,
+    limit: Option<Duration>,
+) -> LockError {
+    LockError::Busy {
+        database,
+        mode,
+        holders,
+        waited: since.elapsed(),
+        limit: limit.unwrap_or_default(),
+    }
+}
+
+/// The terminal to hand to the program: stdin's, if dblaunch runs in the
+/// foreground of it (as a shell job would).
+fn foreground_terminal() -> Option<RawFd> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return None;
+    }
+    let fg = nix::unistd::tcgetpgrp(stdin.as_fd()).ok()?;
+    (fg == nix::unistd::getpgrp()).then(|| stdin.as_raw_fd())
 }
 
 /// A job that owns the terminal may stop us with SIGTTOU when we take it
 /// back; ignore both terminal stop signals, as shells do.
-pub fn ignore_terminal_stops() {
+fn ignore_terminal_stops() {
     // SAFETY: SIG_IGN installs no handler code; nothing else in dblaunch
     // relies on these signals.
     unsafe {
@@ -279,7 +751,7 @@ pub fn ignore_terminal_stops() {
 }
 
 /// Makes dblaunch's process group the terminal's foreground again.
-pub fn take_terminal_back(tty: RawFd) {
+fn take_terminal_back(tty: RawFd) {
     // SAFETY: tcsetpgrp only reads its arguments.
     unsafe {
         libc::tcsetpgrp(tty, libc::getpgrp());
@@ -287,37 +759,40 @@ pub fn take_terminal_back(tty: RawFd) {
 }
 
 /// The one line that says what a queued program waits for and behind whom:
-/// redrawn in place with the elapsed time on a terminal, logged once per new
+/// redrawn in place with the elapsed time on a terminal (single program
+/// only: with several, program output would garble it), logged once per new
 /// blocker otherwise.
-pub struct WaitLine {
+struct WaitLine {
     started: Instant,
     tty: bool,
     text: Option<String>,
 }
 
 impl WaitLine {
-    pub fn new(started: Instant) -> WaitLine {
+    fn new(started: Instant, single: bool) -> WaitLine {
         WaitLine {
             started,
-            tty: std::io::stderr().is_terminal() && tracing::enabled!(tracing::Level::INFO),
+            tty: single
+                && std::io::stderr().is_terminal()
+                && tracing::enabled!(tracing::Level::INFO),
             text: None,
         }
     }
 
-    /// How often to redraw: every second on a terminal, never otherwise (a
-    /// queued dblaunch without a terminal makes no wake-ups at all).
-    pub fn tick(&self) -> Option<Duration> {
-        (self.tty && self.text.is_some()).then_some(Duration::from_secs(1))
+    /// Redrawn every second on a terminal; never otherwise (a queued
+    /// dblaunch without a terminal makes no wake-ups at all).
+    fn active(&self) -> bool {
+        self.tty && self.text.is_some()
     }
 
-    pub fn waiting(&mut self, database: &Path, mode: Mode, holders: &[Holder]) {
+    fn waiting(&mut self, prefix: &str, database: &Path, mode: Mode, holders: &[Holder]) {
         let behind = match holders {
             [] => "a process that could not be identified".to_owned(),
             [one] => one.to_string(),
             [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
         };
         let text = format!(
-            "waiting for the {mode} lock on {}: {behind}",
+            "{prefix}waiting for the {mode} lock on {}: {behind}",
             database.display()
         );
         if self.text.as_deref() == Some(&text) {
@@ -330,7 +805,7 @@ impl WaitLine {
         self.redraw();
     }
 
-    pub fn redraw(&self) {
+    fn redraw(&self) {
         if let (true, Some(text)) = (self.tty, &self.text) {
             let elapsed = Duration::from_secs(self.started.elapsed().as_secs());
             let mut err = std::io::stderr().lock();
@@ -343,7 +818,7 @@ impl WaitLine {
         }
     }
 
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         if self.tty && self.text.take().is_some() {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
         }

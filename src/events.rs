@@ -1,0 +1,140 @@
+//! The supervisor's one source of events: signals (through the self-pipe of
+//! [`Signals`]) and messages from helper threads (a channel plus a wake-up
+//! byte), read on the main thread with poll(2), in order. Waiting here costs
+//! no CPU: poll sleeps until a byte arrives or the deadline passes.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::lock::Progress;
+use crate::signals::Signals;
+
+/// Everything the supervisor reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Signal(i32),
+    /// Progress of program `.0`'s lock acquisition.
+    Lock(usize, Progress),
+}
+
+/// See the module documentation.
+pub struct Events {
+    signals: Signals,
+    /// Made on first use: an uncontended launch never needs it.
+    helpers: Option<Helpers>,
+    queue: VecDeque<Event>,
+}
+
+struct Helpers {
+    wake: UnixStream,
+    notifier: Notifier,
+    rx: Receiver<(usize, Progress)>,
+}
+
+/// Sends [`Progress`] to the supervisor from another thread.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: Sender<(usize, Progress)>,
+    wake: Arc<UnixStream>,
+}
+
+impl Notifier {
+    pub fn send(&self, program: usize, p: Progress) {
+        if self.tx.send((program, p)).is_ok() {
+            // A full pipe means a wake-up is pending already: fine to drop.
+            let _ = (&*self.wake).write(&[1]);
+        }
+    }
+}
+
+impl Events {
+    /// Starts catching signals.
+    pub fn new() -> io::Result<Events> {
+        Ok(Events {
+            signals: Signals::catch()?,
+            helpers: None,
+            queue: VecDeque::new(),
+        })
+    }
+
+    /// A handle for another thread to send [`Progress`] with.
+    pub fn notifier(&mut self) -> io::Result<Notifier> {
+        if self.helpers.is_none() {
+            let (wake, wake_write) = UnixStream::pair()?;
+            wake.set_nonblocking(true)?;
+            wake_write.set_nonblocking(true)?;
+            let (tx, rx) = mpsc::channel();
+            self.helpers = Some(Helpers {
+                wake,
+                notifier: Notifier {
+                    tx,
+                    wake: Arc::new(wake_write),
+                },
+                rx,
+            });
+        }
+        Ok(self.helpers.as_ref().expect("just made").notifier.clone())
+    }
+
+    /// The next event, or `None` once `deadline` has passed or `tick` has
+    /// elapsed, whichever comes first; with neither, sleeps until an event.
+    pub fn next(&mut self, deadline: Option<Instant>, tick: Option<Duration>) -> Option<Event> {
+        let tick_end = tick.map(|t| Instant::now() + t);
+        let end = match (deadline, tick_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            self.collect();
+            if !self.queue.is_empty() {
+                continue;
+            }
+            let timeout = match end {
+                None => PollTimeout::NONE,
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    // Round up, so as never to wake just before the deadline.
+                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+            if let Some(h) = &self.helpers {
+                fds.push(PollFd::new(h.wake.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!("cannot wait for events: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self) {
+        for s in self.signals.pending() {
+            self.queue.push_back(Event::Signal(s));
+        }
+        if let Some(h) = &self.helpers {
+            let mut buf = [0u8; 64];
+            while matches!((&h.wake).read(&mut buf), Ok(n) if n > 0) {}
+            while let Ok((i, p)) = h.rx.try_recv() {
+                self.queue.push_back(Event::Lock(i, p));
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Output of several programs at once: each line prefixed with the program's
+//! name (`ingest | …`), names padded to one width, a stable colour per
+//! program on a terminal (none when not a terminal or with `NO_COLOR`).
+//! Whole lines only: a line is written with one call under one lock shared by
+//! stdout and stderr, so lines never interleave mid-line, and a pipe is read
+//! to its end, so nothing a program printed before exiting is lost.
+
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// A line longer than this is passed on in pieces rather than held in memory.
+const MAX_LINE: usize = 1 << 20;
+
+const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+
+pub struct Output {
+    width: usize,
+    colour_out: bool,
+    colour_err: bool,
+    lock: Mutex<()>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Output {
+    pub fn new<'a>(names: impl Iterator<Item = &'a str>) -> Arc<Output> {
+        let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Arc::new(Output {
+            width: names.map(|n| n.chars().count()).max().unwrap_or(0),
+            colour_out: !no_colour && io::stdout().is_terminal(),
+            colour_err: !no_colour && io::stderr().is_terminal(),
+            lock: Mutex::new(()),
+        })
+    }
+
+    fn prefix(&self, name: &str, index: usize, stream: Stream) -> Vec<u8> {
+        let colour = match stream {
+            Stream::Stdout => self.colour_out,
+            Stream::Stderr => self.colour_err,
+        };
+        let padded = format!("{name:<width$}", width = self.width);
+        if colour {
+            format!("\x1b[{}m{padded} |\x1b[0m ", COLOURS[index % COLOURS.len()]).into_bytes()
+        } else {
+            format!("{padded} | ").into_bytes()
+        }
+    }
+
+    fn write_line(&self, stream: Stream, line: &[u8]) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed stdout (`dblaunch run x | head`) must not stop the run.
+        let _ = match stream {
+            Stream::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(line).and_then(|_| out.flush())
+            }
+            Stream::Stderr => {
+                let mut err = io::stderr().lock();
+                err.write_all(line).and_then(|_| err.flush())
+            }
+        };
+    }
+
+    /// Copies `from` line by line, prefixed, until its end, in a thread.
+    pub fn pump(
+        self: &Arc<Self>,
+        name: &str,
+        index: usize,
+        stream: Stream,
+        from: impl Read + Send + 'static,
+    ) -> io::Result<JoinHandle<()>> {
+        let me = Arc::clone(self);
+        let prefix = self.prefix(name, index, stream);
+        std::thread::Builder::new()
+            .name(format!("dblaunch-out-{name}"))
+            .spawn(move || {
+                let mut reader = BufReader::with_capacity(64 * 1024, from);
+                let mut line = Vec::with_capacity(256);
+                loop {
+                    line.clear();
+                    line.extend_from_slice(&prefix);
+                    let start = line.len();
+                    match read_line(&mut reader, &mut line) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                    if line.len() > start {
+                        if line.last() != Some(&b'\n') {
+                            line.push(b'\n');
+                        }
+                        me.write_line(stream, &line);
+                    }
+                }
+            })
+    }
+}
+
+/// Reads up to and including the next newline, or at most [`MAX_LINE`] bytes.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let (done, used) = {
+            let buf = match reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(total);
+            }
+            let room = MAX_LINE - total;
+            match memchr(b'\n', &buf[..buf.len().min(room)]) {
+                Some(i) => {
+                    line.extend_from_slice(&buf[..=i]);
+                    (true, i + 1)
+                }
+                None => {
+                    let n = buf.len().min(room);
+                    line.extend_from_slice(&buf[..n]);
+                    (total + n >= MAX_LINE, n)
+                }
+            }
+        };
+        reader.consume(used);
+        total += used;
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_at_newlines_and_capped() {
+        let data = b"one\ntwo\nthree".to_vec();
+        let mut r = BufReader::with_capacity(4, &data[..]);
+        let mut out = Vec::new();
+        let mut lines = Vec::new();
+        loop {
+            out.clear();
+            if read_line(&mut r, &mut out).unwrap() == 0 {
+                break;
+            }
+            lines.push(String::from_utf8(out.clone()).unwrap());
+        }
+        assert_eq!(lines, ["one\n", "two\n", "three"]);
+    }
+}
