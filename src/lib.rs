@@ -39,7 +39,7 @@ pub fn run() -> u8 {
     logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Exec(args) => cmd::exec::execute(args),
-        Command::Run(_) => Err(Error::NotImplemented("run")),
+        Command::Run(args) => cmd::run::execute(cli.file.as_deref(), args),
         Command::Status(_) => Err(Error::NotImplemented("status")),
         Command::Stop(_) => Err(Error::NotImplemented("stop")),
         Command::Check => cmd::check::execute(cli.file.as_deref()),

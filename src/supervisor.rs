@@ -215,11 +215,15 @@ impl<'a> Supervisor<'a> {
 
     /// Moves every program as far as it can go without waiting.
     fn step_all(&mut self) {
-        // Repeat: a program that ends may let another start.
+        // Each program as far as it goes before the next one (so that one
+        // that can start does, before a later one queues behind it); then
+        // again, since a program that ended may let another start.
         loop {
             let mut moved = false;
             for i in 0..self.states.len() {
-                moved |= self.step(i);
+                while self.step(i) {
+                    moved = true;
+                }
             }
             if !moved {
                 break;

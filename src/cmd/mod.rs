@@ -4,3 +4,4 @@
 pub mod check;
 pub mod exec;
 pub mod probe;
+pub mod run;

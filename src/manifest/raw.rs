@@ -25,7 +25,7 @@ pub struct RawSettings {
 #[derive(Debug, Deserialize)]
 #[serde(
     untagged,
-    expecting = "a string (run with `sh -c`) or an array of strings (argv)"
+    expecting = "command must be a string (run with `sh -c`) or an array of strings (argv)"
 )]
 pub enum RawCommand {
     Shell(String),

@@ -6,10 +6,13 @@
 
 mod bad_input;
 mod crash;
+mod demo;
 mod exclusion;
 mod exit_codes;
 mod fairness;
 mod foreign;
+mod manifest;
+mod run;
 mod signals;
 mod terminal;
 
@@ -199,20 +202,35 @@ pub fn wait_status(child: &mut Child) -> ExitStatus {
 }
 
 pub fn wait_output(mut child: Child) -> Output {
-    let status = wait_status(&mut child);
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
     use std::io::Read;
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_end(&mut stdout);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_end(&mut stderr);
-    }
+    // Drain both pipes while waiting: a child that prints more than a pipe
+    // holds would otherwise block forever.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_status(&mut child);
     Output {
         status,
-        stdout,
-        stderr,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
 }
 

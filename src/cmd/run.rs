@@ -1,0 +1,111 @@
+//! `dblaunch run TARGET...`: run programs and groups of the manifest in the
+//! foreground. A program starts once its `after` programs have exited 0 and
+//! all of its databases are locked; programs that do not conflict run side
+//! by side, conflicting ones queue through the same cross-process lock as
+//! every other dblaunch on the machine.
+
+use std::path::Path;
+
+use crate::cli::RunArgs;
+use crate::error::Error;
+use crate::lock::{Database, Request};
+use crate::manifest::Manifest;
+use crate::supervisor::{Options, Spec, Supervisor};
+
+pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
+    let manifest = super::check::load(file)?;
+    let chosen = targets(&manifest, &args.targets)?;
+    let specs = specs(&manifest, &chosen)?;
+    for (i, &p) in chosen.iter().enumerate() {
+        let pulled_in = !args
+            .targets
+            .iter()
+            .any(|t| t == &manifest.programs[p].name || manifest.group(t).is_some());
+        if pulled_in {
+            let dependents: Vec<&str> = specs
+                .iter()
+                .filter(|s| s.after.contains(&i))
+                .map(|s| s.name.as_str())
+                .collect();
+            tracing::info!(
+                "also running {}: {} run{} after it",
+                specs[i].name,
+                dependents.join(", "),
+                if dependents.len() == 1 { "s" } else { "" }
+            );
+        }
+    }
+    let opts = Options {
+        stop_timeout: args
+            .wait
+            .stop_timeout
+            .unwrap_or(manifest.settings.stop_timeout),
+        wait: args.wait.limit().or(manifest.settings.wait),
+        announce: true,
+    };
+    Ok(Supervisor::new(&specs, opts)?.run().status)
+}
+
+/// The manifest's programs that `targets` stand for, or a usage error that
+/// names each unknown target with the closest known name.
+pub fn targets(manifest: &Manifest, targets: &[String]) -> Result<Vec<usize>, Error> {
+    manifest.expand(targets).map_err(|unknown| {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|(name, close)| match close {
+                Some(c) => format!("`{name}` (did you mean `{c}`?)"),
+                None => format!("`{name}`"),
+            })
+            .collect();
+        let known: Vec<&str> = manifest
+            .programs
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(manifest.groups.iter().map(|(g, _)| g.as_str()))
+            .collect();
+        Error::Usage(format!(
+            "{} {} neither a program nor a group of {}; it has: {}",
+            list.join(", "),
+            if unknown.len() == 1 { "is" } else { "are" },
+            manifest.path.display(),
+            if known.is_empty() {
+                "nothing".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ))
+    })
+}
+
+/// The supervisor's view of the chosen programs; `after` indices are
+/// renumbered into the chosen list.
+fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
+    chosen
+        .iter()
+        .map(|&p| {
+            let program = &manifest.programs[p];
+            let locks = program
+                .locks()
+                .map(|(d, mode)| {
+                    Ok(Request {
+                        db: Database::resolve(&d.path, &manifest.dir)?,
+                        mode,
+                    })
+                })
+                .collect::<Result<Vec<_>, crate::lock::LockError>>()?;
+            Ok(Spec {
+                name: program.name.clone(),
+                argv: program.command.argv(),
+                cwd: Some(program.cwd.clone()),
+                env: program.env.clone(),
+                locks,
+                after: program
+                    .after
+                    .iter()
+                    .filter_map(|a| chosen.iter().position(|c| c == a))
+                    .collect(),
+                stop_signal: program.stop_signal,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,210 @@
+//! Every bad manifest gives its line and column, the source line, a caret
+//! and what to do (checked verbatim), exits 2, and starts nothing.
+
+use std::fs;
+
+use crate::*;
+
+/// `dblaunch check` on `text`; stderr with the temp dir replaced by `DIR`.
+fn check(manifest: &str) -> (i32, String, String) {
+    let env = Env::new();
+    fs::write(env.path("dblaunch.toml"), manifest).unwrap();
+    fs::create_dir(env.path("data")).unwrap();
+    let o = env.run(&["check"]);
+    let dir = fs::canonicalize(env.dir.path())
+        .unwrap()
+        .display()
+        .to_string();
+    (
+        code(&o),
+        text(&o.stdout),
+        text(&o.stderr).replace(&dir, "DIR"),
+    )
+}
+
+fn assert_error(manifest: &str, expected: &str) {
+    let (status, _, err) = check(manifest);
+    assert_eq!(status, 2, "{err}");
+    assert!(err.contains(expected), "expected:\n{expected}\ngot:\n{err}");
+}
+
+#[test]
+fn malformed_toml() {
+    assert_error(
+        "[programs.a]\ncommand = [\"x\"\n",
+        "dblaunch: error: malformed TOML: unclosed array, expected `]`
+ --> DIR/dblaunch.toml:2:15
+  |
+2 | command = [\"x\"
+  |               ^
+  = help: see https://toml.io for the syntax",
+    );
+}
+
+#[test]
+fn unknown_keys_and_sections_get_suggestions() {
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\nwrite = [\"data/a.db\"]\n",
+        "unknown key `write` in program `a`
+ --> DIR/dblaunch.toml:3:1
+  |
+3 | write = [\"data/a.db\"]
+  | ^^^^^
+  = help: did you mean `writes`?",
+    );
+    assert_error(
+        "[setings]\n",
+        "unknown section `setings`\n --> DIR/dblaunch.toml:1:2",
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_error(
+        "[programs.a]\ncommand = 5\n",
+        "in program `a`: command must be a string (run with `sh -c`) or an array of strings (argv)
+ --> DIR/dblaunch.toml:2:11
+  |
+2 | command = 5
+  |           ^",
+    );
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\nreads = \"data/a.db\"\n",
+        "dblaunch.toml:3:9",
+    );
+    assert_error(
+        "[databases]\na = 1\n",
+        "database `a` must be a path string, not an integer\n --> DIR/dblaunch.toml:2:5",
+    );
+}
+
+#[test]
+fn bad_durations() {
+    assert_error(
+        "[settings]\nstop_timeout = \"10 parsecs\"\n",
+        "stop_timeout `10 parsecs` is not a duration: unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)
+ --> DIR/dblaunch.toml:2:16
+  |
+2 | stop_timeout = \"10 parsecs\"
+  |                ^^^^^^^^^^^^",
+    );
+}
+
+#[test]
+fn empty_commands() {
+    assert_error(
+        "[programs.a]\ncommand = []\n",
+        "program `a` has an empty command\n --> DIR/dblaunch.toml:2:11",
+    );
+    assert_error(
+        "[programs.a]\ncommand = \"  \"\n",
+        "program `a` has an empty command",
+    );
+    assert_error(
+        "[programs.a]\ncwd = \".\"\n",
+        "in program `a`: missing field `command`",
+    );
+}
+
+#[test]
+fn unknown_names_get_the_closest_one() {
+    assert_error(
+        "[databases]\nletters = \"data/l.db\"\n[programs.a]\ncommand = \"x\"\nreads = [\"leters\"]\n",
+        "program `a` reads `leters`, which is not in [databases]
+ --> DIR/dblaunch.toml:5:10
+  |
+5 | reads = [\"leters\"]
+  |          ^^^^^^^^
+  = help: did you mean `letters`?",
+    );
+    assert_error(
+        "[programs.ingest]\ncommand = \"x\"\n[programs.b]\ncommand = \"x\"\nafter = [\"ingset\"]\n",
+        "program `b` runs after `ingset`, which is not a program\n --> DIR/dblaunch.toml:5:10",
+    );
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\n[groups]\ng = [\"a\", \"b\"]\n",
+        "group `g` names `b`, which is neither a program nor a group",
+    );
+}
+
+#[test]
+fn after_cycles_are_printed() {
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\nafter = [\"c\"]\n[programs.b]\ncommand = \"x\"\nafter = [\"a\"]\n[programs.c]\ncommand = \"x\"\nafter = [\"b\"]\n",
+        "`after` goes round in a circle: a → b → c → a",
+    );
+    assert_error(
+        "[groups]\ng = [\"h\"]\nh = [\"g\"]\n",
+        "group `g` contains itself: g → h → g",
+    );
+}
+
+#[test]
+fn reading_and_writing_one_database_and_duplicate_names() {
+    assert_error(
+        "[databases]\nl = \"data/l.db\"\n[programs.a]\ncommand = \"x\"\nreads = [\"l\"]\nwrites = [\"data/../data/l.db\"]\n",
+        "program `a` both reads `l` and writes `data/../data/l.db`, one database",
+    );
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\n[groups]\na = [\"a\"]\n",
+        "`a` is both a program and a group",
+    );
+}
+
+#[test]
+fn missing_directories() {
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\ncwd = \"nope\"\n",
+        "the cwd of program `a`, DIR/nope, is not a directory\n --> DIR/dblaunch.toml:3:7",
+    );
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\nwrites = [\"nope/a.db\"]\n",
+        "the directory DIR/nope of database `nope/a.db` does not exist",
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once_and_nothing_starts() {
+    let toml = "[programs.a]\ncommand = []\nreads = [\"x\"]\ncolour = 1\n[programs.b]\ncommand = \"touch started\"\nafter = [\"zz\"]\n";
+    let (status, _, err) = check(toml);
+    assert_eq!(status, 2);
+    for expected in [
+        "empty command",
+        "reads `x`",
+        "unknown key `colour`",
+        "after `zz`",
+        "4 errors in DIR/dblaunch.toml",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    let env = Env::new();
+    fs::write(env.path("dblaunch.toml"), toml).unwrap();
+    let o = env.run(&["run", "b"]);
+    assert_eq!(code(&o), 2);
+    assert!(!env.path("started").exists());
+}
+
+#[test]
+fn check_shows_locks_and_conflicts() {
+    let (status, out, err) = check(
+        "[databases]\nl = \"data/l.db\"\n[programs.web]\ncommand = \"x\"\nreads = [\"l\"]\n[programs.ingest]\ncommand = \"x\"\nwrites = [\"l\", \"data/s.db\"]\n[programs.report]\ncommand = \"x\"\nreads = [\"l\"]\nafter = [\"ingest\"]\n",
+    );
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        out.contains("ingest  writes l (data/l.db), data/s.db"),
+        "{out}"
+    );
+    assert!(
+        out.contains("report  reads l (data/l.db); after ingest"),
+        "{out}"
+    );
+    assert!(
+        out.contains("web (read) and ingest (write) on l (data/l.db): one at a time"),
+        "{out}"
+    );
+    assert!(out.contains("ingest (write) and report (read)"), "{out}");
+    assert!(
+        !out.contains("web (read) and report"),
+        "readers do not conflict: {out}"
+    );
+}

@@ -1,0 +1,320 @@
+//! `dblaunch run`: scheduling by `after` and by locks, exit statuses, output,
+//! signals, all through real manifests and real processes.
+
+use std::fs;
+
+use crate::*;
+
+/// Writes `dblaunch.toml` with `text` into the project directory.
+fn manifest(env: &Env, text: &str) {
+    fs::write(env.path("dblaunch.toml"), text).unwrap();
+}
+
+/// A program table for the probe fixture.
+fn program(env: &Env, name: &str, extra_probe: &str, locks: &str) -> String {
+    format!(
+        "[programs.{name}]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"{name}\", \"--log\", \"{}\"{extra_probe}]\n{locks}\n",
+        env.log().display()
+    )
+}
+
+fn start(ev: &[Event], label: &str) -> u128 {
+    ev.iter()
+        .find(|e| e.label == label && e.what == "start")
+        .unwrap_or_else(|| panic!("{label} never started"))
+        .ns
+}
+
+fn end(ev: &[Event], label: &str) -> u128 {
+    ev.iter()
+        .find(|e| e.label == label && e.what == "end")
+        .unwrap_or_else(|| panic!("{label} never ended"))
+        .ns
+}
+
+#[test]
+fn readers_run_together_and_writers_alone() {
+    let env = Env::new();
+    let go = env.path("go");
+    let go = go.display();
+    let mut toml = String::from("[databases]\napp = \"app.db\"\n\n");
+    // r1 and r2 each hold until both have started: only possible side by side.
+    toml += &program(
+        &env,
+        "r1",
+        &format!(", \"--until\", \"{go}\""),
+        "reads = [\"app\"]",
+    );
+    toml += &program(
+        &env,
+        "r2",
+        &format!(", \"--until\", \"{go}\""),
+        "reads = [\"app\"]",
+    );
+    toml += &program(&env, "w1", ", \"--hold\", \"50ms\"", "writes = [\"app\"]");
+    toml += &program(
+        &env,
+        "w2",
+        ", \"--hold\", \"50ms\"",
+        "writes = [\"app.db\"]",
+    );
+    toml += &program(
+        &env,
+        "r3",
+        ", \"--hold\", \"50ms\"",
+        "reads = [\"./app.db\"]",
+    );
+    manifest(&env, &toml);
+    let child = env.spawn(&["run", "r1", "r2", "w1", "w2", "r3"]);
+    env.wait_event("r1", |e| e.label == "r1" && e.what == "start");
+    env.wait_event("r2 beside r1", |e| e.label == "r2" && e.what == "start");
+    touch(&env.path("go"));
+    let o = wait_output(child);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let ev = env.events();
+    let iv = intervals(&ev);
+    assert_eq!(iv.len(), 5);
+    for (a, sa, ea) in &iv {
+        for (b, sb, eb) in &iv {
+            if a < b && sa < eb && sb < ea {
+                assert!(
+                    a.starts_with('r') && b.starts_with('r'),
+                    "{a} overlapped {b}"
+                );
+            }
+        }
+    }
+    assert_eq!(env.tickets("app.db"), 0);
+}
+
+#[test]
+fn after_orders_programs_and_a_failure_stops_its_dependents() {
+    let env = Env::new();
+    let mut toml = program(&env, "first", ", \"--hold\", \"100ms\"", "");
+    toml += &program(&env, "second", "", "after = [\"first\"]");
+    toml += &program(&env, "bad", ", \"--exit\", \"3\"", "after = [\"second\"]");
+    toml += &program(&env, "never", "", "after = [\"bad\"]");
+    toml += &program(&env, "never2", "", "after = [\"never\"]");
+    toml += &program(&env, "free", ", \"--hold\", \"200ms\"", "");
+    toml += "[groups]\nall = [\"first\", \"second\", \"bad\", \"never\", \"never2\", \"free\"]\n";
+    manifest(&env, &toml);
+    let o = env.run(&["run", "all"]);
+    assert_eq!(code(&o), 3, "the first failure's code: {}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("never: not started, because bad did not succeed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("never2: not started, because never did not succeed"),
+        "{err}"
+    );
+    let ev = env.events();
+    assert!(start(&ev, "second") > end(&ev, "first"));
+    assert!(start(&ev, "bad") > end(&ev, "second"));
+    assert!(!ev.iter().any(|e| e.label.starts_with("never")));
+    // `free` depends on nothing and ran to its end despite the failure.
+    end(&ev, "free");
+}
+
+#[test]
+fn a_target_pulls_in_what_it_runs_after() {
+    let env = Env::new();
+    let mut toml = program(&env, "ingest", "", "");
+    toml += &program(&env, "report", "", "after = [\"ingest\"]");
+    toml += &program(&env, "other", "", "");
+    manifest(&env, &toml);
+    let o = env.run(&["run", "report"]);
+    assert_eq!(code(&o), 0);
+    assert!(text(&o.stderr).contains("also running ingest: report runs after it"));
+    let ev = env.events();
+    assert!(start(&ev, "report") > end(&ev, "ingest"));
+    assert!(!ev.iter().any(|e| e.label == "other"));
+}
+
+#[test]
+fn unknown_targets_are_usage_errors_with_a_suggestion() {
+    let env = Env::new();
+    manifest(&env, &program(&env, "ingest", "", ""));
+    let o = env.run(&["run", "ingset"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        text(&o.stderr)
+            .contains("`ingset` (did you mean `ingest`?) is neither a program nor a group")
+    );
+}
+
+#[test]
+fn the_manifest_is_found_in_a_parent_directory_or_named() {
+    let env = Env::new();
+    manifest(&env, &program(&env, "p", "", ""));
+    fs::create_dir_all(env.path("a/b")).unwrap();
+    let o = Command::new(BIN)
+        .args(["run", "p"])
+        .current_dir(env.path("a/b"))
+        .env_remove("DBLAUNCH_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    fs::rename(env.path("dblaunch.toml"), env.path("other.toml")).unwrap();
+    let o = Command::new(BIN)
+        .args(["run", "p"])
+        .current_dir(env.path("a/b"))
+        .env_remove("DBLAUNCH_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("no dblaunch.toml in"));
+    let o = Command::new(BIN)
+        .args(["run", "p"])
+        .current_dir(env.path("a/b"))
+        .env("DBLAUNCH_FILE", env.path("other.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let o = env.run(&["-f", "other.toml", "run", "p"]);
+    assert_eq!(code(&o), 0);
+}
+
+#[test]
+fn heavy_output_of_several_programs_keeps_every_line_whole() {
+    let env = Env::new();
+    // Each program prints 3000 long lines as fast as it can, half of them
+    // to stderr, the last one without a newline.
+    let mut toml = String::new();
+    for p in ["alpha", "beta", "gamma"] {
+        toml += &format!(
+            "[programs.{p}]\ncommand = \"i=0; while [ $i -lt 3000 ]; do echo {p}-$i-{pad}; echo {p}-err-$i >&2; i=$((i+1)); done; printf {p}-last\"\n",
+            pad = "x".repeat(200)
+        );
+    }
+    manifest(&env, &toml);
+    let o = env.run(&["-q", "run", "alpha", "beta", "gamma"]);
+    assert_eq!(code(&o), 0);
+    let out = text(&o.stdout);
+    let err = text(&o.stderr);
+    for p in ["alpha", "beta", "gamma"] {
+        let prefix = format!("{p:<5} | ");
+        let lines: Vec<&str> = out.lines().filter(|l| l.starts_with(&prefix)).collect();
+        assert_eq!(lines.len(), 3001, "{p}: every stdout line, none lost");
+        for (i, l) in lines.iter().take(3000).enumerate() {
+            assert_eq!(
+                *l,
+                format!("{prefix}{p}-{i}-{}", "x".repeat(200)),
+                "a line was cut or interleaved"
+            );
+        }
+        assert_eq!(lines[3000], format!("{prefix}{p}-last"));
+        let elines = err.lines().filter(|l| l.starts_with(&prefix)).count();
+        assert_eq!(elines, 3000, "{p}: every stderr line");
+    }
+    assert_eq!(out.lines().count(), 3 * 3001, "no stray or mixed lines");
+}
+
+#[test]
+fn one_program_keeps_its_output_untouched() {
+    let env = Env::new();
+    manifest(&env, "[programs.p]\ncommand = \"printf 'raw\\nout'\"\n");
+    let o = env.run(&["-q", "run", "p"]);
+    assert_eq!(text(&o.stdout), "raw\nout");
+}
+
+#[test]
+fn programs_get_their_cwd_env_and_name() {
+    let env = Env::new();
+    fs::create_dir(env.path("sub")).unwrap();
+    manifest(
+        &env,
+        "[programs.p]\ncommand = \"echo $PWD $GREETING $DBLAUNCH_PROGRAM\"\ncwd = \"sub\"\nenv = { GREETING = \"hi\" }\n",
+    );
+    let o = env.run(&["-q", "run", "p"]);
+    let sub = fs::canonicalize(env.path("sub")).unwrap();
+    assert_eq!(text(&o.stdout), format!("{} hi p\n", sub.display()));
+}
+
+#[test]
+fn sigterm_during_queueing_and_running_leaves_no_lock_and_no_process() {
+    let env = Env::new();
+    let pidfile = env.path("pids");
+    let term = libc::SIGTERM.to_string();
+    let mut toml = String::from("[settings]\nstop_timeout = \"300ms\"\n");
+    toml += &program(
+        &env,
+        "holder",
+        &format!(
+            ", \"--hold\", \"1h\", \"--grandchild\", \"--ignore\", \"{term}\", \"--pidfile\", \"{}\"",
+            pidfile.display()
+        ),
+        "writes = [\"app.db\"]",
+    );
+    toml += &program(&env, "queued", "", "writes = [\"app.db\"]");
+    toml += &program(&env, "later", "", "after = [\"queued\"]");
+    manifest(&env, &toml);
+    let mut run = env.spawn(&["run", "holder", "queued", "later"]);
+    wait_until("holder and its grandchild", || pids_in(&pidfile).len() == 2);
+    wait_until("queued to queue", || env.tickets("app.db") == 2);
+    kill(run.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_status(&mut run).code(), Some(143));
+    for pid in pids_in(&pidfile) {
+        assert!(!alive(pid), "{pid} survived");
+    }
+    let ev = env.events();
+    assert!(!ev.iter().any(|e| e.label == "queued" || e.label == "later"));
+    assert_eq!(env.tickets("app.db"), 0, "no ticket left");
+    assert_eq!(
+        code(&env.run(&["exec", "--no-wait", "--write", "app.db", "--", "true"])),
+        0
+    );
+}
+
+#[test]
+fn a_second_dblaunch_waits_its_turn_behind_a_run() {
+    let env = Env::new();
+    let go = env.path("go");
+    manifest(
+        &env,
+        &program(
+            &env,
+            "writer",
+            &format!(", \"--until\", \"{}\"", go.display()),
+            "writes = [\"app.db\"]",
+        ),
+    );
+    let run = env.spawn(&["run", "writer"]);
+    env.wait_event("writer", |e| e.label == "writer" && e.what == "start");
+    let o = env.run(&["exec", "--no-wait", "--read", "app.db", "--", "true"]);
+    assert_eq!(code(&o), 75);
+    assert!(
+        text(&o.stderr).contains("writer (pid"),
+        "{}",
+        text(&o.stderr)
+    );
+    touch(&go);
+    assert_eq!(code(&wait_output(run)), 0);
+}
+
+#[test]
+fn a_busy_database_past_the_manifests_wait_fails_that_program_with_75() {
+    let env = Env::new();
+    let go = env.path("go");
+    let mut toml = String::from("[settings]\nwait = \"200ms\"\n");
+    toml += &program(
+        &env,
+        "slow",
+        &format!(", \"--until\", \"{}\"", go.display()),
+        "writes = [\"app.db\"]",
+    );
+    toml += &program(&env, "impatient", "", "writes = [\"app.db\"]");
+    manifest(&env, &toml);
+    let run = env.spawn(&["run", "slow", "impatient"]);
+    env.wait_event("slow", |e| e.label == "slow" && e.what == "start");
+    std::thread::sleep(Duration::from_millis(400));
+    touch(&go);
+    let o = wait_output(run);
+    assert_eq!(code(&o), 75);
+    assert!(
+        text(&o.stderr).contains("impatient: database"),
+        "{}",
+        text(&o.stderr)
+    );
+}
