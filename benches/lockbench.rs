@@ -101,6 +101,7 @@ fn main() {
     let t8 = throughput(8, if quick { 5 } else { 25 });
     let t64 = throughput(64, if quick { 1 } else { 4 });
     let idle = idle_cost(&cfg);
+    let in_run = run_handoff(if quick { 8 } else { 30 }, if quick { 3 } else { 10 });
     let starve = starvation(&cfg);
 
     println!("\n| measure | flock(1) | dblaunch | ratio dblaunch/flock | target |");
@@ -136,6 +137,19 @@ fn main() {
         idle.0.1,
         ms(idle.1.0),
         idle.1.1
+    );
+    println!(
+        "| `dblaunch run` of {} conflicting programs vs a shell running them in sequence: wall time | {} | {} | {:.2}x | <= 1.1x |",
+        in_run.programs,
+        ms(in_run.shell_wall),
+        ms(in_run.run_wall),
+        in_run.run_wall.as_secs_f64() / in_run.shell_wall.as_secs_f64()
+    );
+    println!(
+        "| same, median gap between one program's end and the next one's start | {} | {} | {:.2}x | |",
+        ms(in_run.shell_gap),
+        ms(in_run.run_gap),
+        in_run.run_gap.as_secs_f64() / in_run.shell_gap.as_secs_f64()
     );
     println!(
         "| writer wait behind a stream of overlapping readers | {} | {} | {:.2}x | no starvation |",
@@ -397,6 +411,104 @@ fn idle_cost(cfg: &Config) -> ((Duration, u64), (Duration, u64)) {
         out.push((cpu, b.1 - a.1));
     }
     (out[0], out[1])
+}
+
+struct InRun {
+    programs: usize,
+    shell_wall: Duration,
+    run_wall: Duration,
+    shell_gap: Duration,
+    run_gap: Duration,
+}
+
+/// `programs` programs that all write one database, run by one `dblaunch
+/// run` (so each waits for the previous one's lock), against `sh -c 'p1; p2;
+/// …'`. Medians over `rounds`, alternating.
+fn run_handoff(programs: usize, rounds: usize) -> InRun {
+    let dir = workdir();
+    let log = dir.path().join("events.log");
+    let probe = |label: &str| -> Vec<String> {
+        [
+            DBLAUNCH,
+            "__probe",
+            "--hold",
+            "2ms",
+            "--label",
+            label,
+            "--log",
+            log.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let mut manifest = String::new();
+    let mut names = Vec::new();
+    let mut shell = Vec::new();
+    for i in 0..programs {
+        let name = format!("p{i:02}");
+        let argv = probe(&name);
+        manifest += &format!(
+            "[programs.{name}]\ncommand = [{}]\nwrites = [\"app.db\"]\n",
+            argv.iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        shell.push(argv.join(" "));
+        names.push(name);
+    }
+    manifest += &format!(
+        "[groups]\nall = [{}]\n",
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    fs::write(dir.path().join("dblaunch.toml"), manifest).unwrap();
+    let script = shell.join("; ");
+    let (mut run_walls, mut shell_walls, mut run_gaps, mut shell_gaps) =
+        (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let _ = fs::remove_file(&log);
+        let t = Instant::now();
+        let ok = Command::new(DBLAUNCH)
+            .args(["-q", "run", "all"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        run_walls.push(t.elapsed());
+        run_gaps.extend(gaps(&log));
+        let _ = fs::remove_file(&log);
+        let t = Instant::now();
+        assert!(
+            Command::new("sh")
+                .args(["-c", &script])
+                .status()
+                .unwrap()
+                .success()
+        );
+        shell_walls.push(t.elapsed());
+        shell_gaps.extend(gaps(&log));
+    }
+    let r = InRun {
+        programs,
+        shell_wall: median(shell_walls),
+        run_wall: median(run_walls),
+        shell_gap: median(shell_gaps),
+        run_gap: median(run_gaps),
+    };
+    println!(
+        "in one run ({programs} conflicting programs x {rounds} rounds): shell {} (gap {}), dblaunch run {} (gap {})",
+        ms(r.shell_wall),
+        ms(r.shell_gap),
+        ms(r.run_wall),
+        ms(r.run_gap)
+    );
+    r
 }
 
 /// A new reader every 50 ms, each holding 150 ms: some reader always holds.

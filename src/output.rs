@@ -6,8 +6,9 @@
 //! to its end, so nothing a program printed before exiting is lost.
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// A line longer than this is passed on in pieces rather than held in memory.
 const MAX_LINE: usize = 1 << 20;
@@ -73,12 +74,15 @@ impl Output {
         index: usize,
         stream: Stream,
         from: impl Read + Send + 'static,
-    ) -> io::Result<JoinHandle<()>> {
+    ) -> io::Result<Pump> {
         let me = Arc::clone(self);
         let prefix = self.prefix(name, index, stream);
-        std::thread::Builder::new()
+        let (alive, done) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
             .name(format!("dblaunch-out-{name}"))
             .spawn(move || {
+                // Dropped when the thread ends: that is the "done" signal.
+                let _alive = alive;
                 let mut reader = BufReader::with_capacity(64 * 1024, from);
                 let mut line = Vec::with_capacity(256);
                 loop {
@@ -97,7 +101,29 @@ impl Output {
                         me.write_line(stream, &line);
                     }
                 }
-            })
+            })?;
+        Ok(Pump { done, handle })
+    }
+}
+
+/// A running copy of one pipe.
+pub struct Pump {
+    done: mpsc::Receiver<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Pump {
+    /// Waits (without polling) until the pipe is drained or `until`; true
+    /// if it was drained.
+    pub fn finish(self, until: Instant) -> bool {
+        let left = until.saturating_duration_since(Instant::now());
+        match self.done.recv_timeout(left) {
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = self.handle.join();
+                true
+            }
+            _ => false,
+        }
     }
 }
 

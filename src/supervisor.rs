@@ -12,7 +12,6 @@ use std::io::{IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, Signal};
@@ -23,7 +22,7 @@ use crate::events::{Event, Events};
 use crate::lock::{
     Acquirer, Held, Holder, LockError, Mode, Owner, Pending, Progress, Request, Step, round,
 };
-use crate::output::{Output, Stream};
+use crate::output::{Output, Pump, Stream};
 use crate::process::{self, ExitKind, Group, Launch, Stdio, reap_exited};
 use crate::signals;
 
@@ -105,7 +104,7 @@ struct Running {
     /// SIGKILL the group at this time (a stop or leftovers are under way).
     kill_at: Option<Instant>,
     killed_at: Option<Instant>,
-    pumps: Vec<JoinHandle<()>>,
+    pumps: Vec<Pump>,
 }
 
 pub struct Supervisor<'a> {
@@ -557,12 +556,7 @@ impl<'a> Supervisor<'a> {
         // the group may hold one forever, so do not wait for long.
         let until = Instant::now() + Duration::from_secs(2);
         for p in r.pumps {
-            while !p.is_finished() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if p.is_finished() {
-                let _ = p.join();
-            }
+            p.finish(until);
         }
         let name = self.specs[i].name.clone();
         for (database, pids) in r.held.release() {

@@ -24,6 +24,8 @@ use super::record::{Mode, Record, State};
 use crate::procfs::{self, FileId, LockFamily};
 
 const GATE: &str = "gate";
+/// Prefix of a ticket being made, before it is renamed into the queue.
+const TMP_PREFIX: &str = ".new-";
 /// A record is a few hundred bytes; anything much larger is not ours.
 const MAX_RECORD: u64 = 64 * 1024;
 
@@ -168,13 +170,27 @@ impl Queue {
     /// The ticket names in the directory, oldest first. Files with other names
     /// (a stray editor backup, anything not ours) are ignored.
     fn list(&self) -> Result<Vec<TicketId>, LockError> {
-        let mut ids: Vec<TicketId> = fs::read_dir(&self.dir)
+        Ok(self.list_all()?.0)
+    }
+
+    /// Tickets, oldest first, and the names of temporary tickets.
+    fn list_all(&self) -> Result<(Vec<TicketId>, Vec<String>), LockError> {
+        let mut ids = Vec::new();
+        let mut temporaries = Vec::new();
+        for entry in fs::read_dir(&self.dir)
             .map_err(self.io_err("read", self.dir.clone()))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(TicketId::parse))
-            .collect();
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = TicketId::parse(name) {
+                ids.push(id);
+            } else if name.starts_with(TMP_PREFIX) {
+                temporaries.push(name.to_owned());
+            }
+        }
         ids.sort();
-        Ok(ids)
+        Ok((ids, temporaries))
     }
 
     fn ticket_path(&self, id: TicketId) -> PathBuf {
@@ -190,7 +206,8 @@ impl Queue {
         no_wait: bool,
     ) -> Result<Enqueued, LockError> {
         let gate = self.gate()?;
-        let existing = self.list()?;
+        let (existing, temporaries) = self.list_all()?;
+        self.remove_dead_temporaries(&temporaries);
         let mut blockers: Vec<TicketId> = existing
             .iter()
             .copied()
@@ -213,35 +230,59 @@ impl Queue {
             + 1;
         let id = TicketId { number, mode };
         let path = self.ticket_path(id);
+        // The ticket is made under a name no one lists, locked and given its
+        // record, and only then renamed into place (the inode, and so the
+        // lock, stays): a reader that lists the queue without the gate
+        // (status, the names of holders in messages) can never catch it
+        // unlocked or empty, nor take the probe lock that would make ours
+        // fail.
+        let tmp = self
+            .dir
+            .join(format!("{TMP_PREFIX}{number:020}.{}", std::process::id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(self.create_mode())
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(self.io_err("create", path.clone()))?;
+            .open(&tmp)
+            .map_err(self.io_err("create", tmp.clone()))?;
         let ticket = Ticket {
             queue: self.clone(),
             id,
             file,
         };
-        // A fresh file nobody else has seen: this cannot block.
-        if !kernel::lock(&ticket.file, Kind::Exclusive, false)
-            .map_err(|e| self.io_err("lock", path.clone())(e.into()))?
-        {
-            let _ = fs::remove_file(&path);
-            return Err(self.io_err("lock", path)(io::Error::from_raw_os_error(
-                libc::EWOULDBLOCK,
-            )));
-        }
-        if let Err(e) = ticket.update(record) {
-            let _ = fs::remove_file(&path);
-            return Err(self.io_err("write", path)(e));
+        let made = kernel::lock(&ticket.file, Kind::Exclusive, false)
+            .map_err(io::Error::from)
+            .and_then(|locked| {
+                if locked {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK))
+                }
+            })
+            .and_then(|()| ticket.update(record))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = made {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io_err("create", path)(e));
         }
         gate.set_counter(number);
         drop(gate);
         Ok(Enqueued::Queued { ticket, blockers })
+    }
+
+    /// Under the gate: removes temporary tickets that a crash left behind
+    /// between their creation and their rename (their lock is free).
+    fn remove_dead_temporaries(&self, names: &[String]) {
+        for name in names {
+            let path = self.dir.join(name);
+            if let Ok(file) = open_ticket(&path) {
+                if let Ok(true) = kernel::lock(&file, Kind::Exclusive, false) {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
     }
 
     /// Under the gate: unlinks `id` if nobody holds it. True if it was dead.
@@ -425,12 +466,21 @@ impl Ticket {
         // No gate needed: whoever gets the exclusive lock of a released
         // ticket has proof that nobody holds it, and nobody ever takes a
         // meaningful lock on it again, so unlinking it races with nothing.
-        let Ok(file) = open_ticket(&path) else {
-            return Release::Free;
-        };
-        if let Ok(true) = kernel::lock(&file, Kind::Exclusive, false) {
-            let _ = fs::remove_file(&path);
-            return Release::Free;
+        //
+        // Usually the next waiter wins the race: it takes a shared lock the
+        // instant ours is gone and unlinks the ticket itself. Give it a
+        // moment (a couple of milliseconds at most) before going through
+        // /proc/locks, which is machine-wide and slow to read.
+        for _ in 0..20 {
+            let Ok(file) = open_ticket(&path) else {
+                return Release::Free;
+            };
+            if let Ok(true) = kernel::lock(&file, Kind::Exclusive, false) {
+                let _ = fs::remove_file(&path);
+                return Release::Free;
+            }
+            drop(file);
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
         // Someone has it. Waiters hold *shared* locks for an instant as they
         // pass, and a no-wait enqueuer may test it with an exclusive one (and
@@ -654,6 +704,37 @@ mod tests {
         let out = wait_turn(q.dir(), &mut blockers, false, &cancel, |_| {}).unwrap();
         assert_eq!(out, WaitOutcome::Done);
         assert!(!q.dir().join("00000000000000000007.w").exists());
+    }
+
+    #[test]
+    fn readers_of_the_queue_never_disturb_an_enqueue() {
+        // status and the holder names in messages list the queue without
+        // the gate and probe each ticket with a shared lock; an enqueue
+        // racing with them must still always get its own lock.
+        let (_tmp, q) = queue();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let prober = {
+            let (q, stop) = (q.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    for e in q.entries() {
+                        // Every listed ticket is locked and has its record.
+                        if e.live {
+                            assert!(e.record.is_ok(), "{:?}", e.record);
+                        }
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        };
+        for _ in 0..2000 {
+            let (t, _) = enqueue(&q, Mode::Write);
+            assert_eq!(t.release(), Release::Free);
+        }
+        stop.store(true, Ordering::Relaxed);
+        prober.join().unwrap();
     }
 
     #[test]
