@@ -40,7 +40,7 @@ pub fn run() -> u8 {
     let result = match cli.command {
         Command::Exec(args) => cmd::exec::execute(args),
         Command::Run(args) => cmd::run::execute(cli.file.as_deref(), args),
-        Command::Status(_) => Err(Error::NotImplemented("status")),
+        Command::Status(args) => cmd::status::execute(cli.file.as_deref(), args),
         Command::Stop(_) => Err(Error::NotImplemented("stop")),
         Command::Check => cmd::check::execute(cli.file.as_deref()),
         Command::Probe(args) => cmd::probe::execute(args),

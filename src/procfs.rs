@@ -193,12 +193,45 @@ pub fn locks() -> Vec<KernelLock> {
         .unwrap_or_default()
 }
 
-/// Processes that have `file` open, with whether their descriptor carries a
-/// lock (the `lock:` lines of `/proc/PID/fdinfo/FD` list only the locks that
-/// belong to that open file description, so they name the real holder even
-/// when the process that took the lock is long gone).
+/// Processes that have one of `files` open, with whether their descriptor
+/// carries a lock (the `lock:` lines of `/proc/PID/fdinfo/FD` list only the
+/// locks that belong to that open file description, so they name the real
+/// holder even when the process that took the lock is long gone).
 pub fn openers(files: &[FileId]) -> Vec<Opener> {
+    let mut found: Vec<Opener> = Vec::new();
+    for u in fd_uses(files) {
+        match found.last_mut() {
+            Some(o) if o.pid == u.pid => {
+                o.locked |= u.locked;
+                o.write_lock |= u.write_lock;
+            }
+            _ => found.push(Opener {
+                pid: u.pid,
+                locked: u.locked,
+                write_lock: u.write_lock,
+            }),
+        }
+    }
+    found
+}
+
+/// One open descriptor of one of the files asked about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FdUse {
+    pub pid: i32,
+    pub file: FileId,
+    pub locked: bool,
+    pub write_lock: bool,
+}
+
+/// Every descriptor, in every process we may look into, open on one of
+/// `files`; grouped by pid. One pass over `/proc/*/fd`, so ask for all files
+/// of interest at once.
+pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
     let mut found = Vec::new();
+    if files.is_empty() {
+        return found;
+    }
     let Ok(procs) = fs::read_dir("/proc") else {
         return found;
     };
@@ -213,31 +246,38 @@ pub fn openers(files: &[FileId]) -> Vec<Opener> {
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
-        let mut opener: Option<Opener> = None;
         for fd_entry in fds.flatten() {
             // stat() follows the magic link to the open file itself.
             let Ok(meta) = fs::metadata(fd_entry.path()) else {
                 continue;
             };
-            if !files.contains(&FileId::of(&meta)) {
+            let file = FileId::of(&meta);
+            if !files.contains(&file) {
                 continue;
             }
             let fd = fd_entry.file_name();
-            let fdinfo = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()))
-                .unwrap_or_default();
-            let o = opener.get_or_insert(Opener {
+            let fdinfo = read_small(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())).unwrap_or_default();
+            let mut u = FdUse {
                 pid,
+                file,
                 locked: false,
                 write_lock: false,
-            });
+            };
             for line in fdinfo.lines().filter(|l| l.starts_with("lock:")) {
-                o.locked = true;
-                o.write_lock |= line.contains("WRITE");
+                u.locked = true;
+                u.write_lock |= line.contains("WRITE");
             }
+            found.push(u);
         }
-        found.extend(opener);
     }
     found
+}
+
+/// The process group of `pid`.
+pub fn pgid(pid: i32) -> Option<i32> {
+    let stat = read_small(&format!("/proc/{pid}/stat"))?;
+    // Fields after the command: state, ppid, pgrp.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(2)?.parse().ok()
 }
 
 /// A process found by [`openers`].

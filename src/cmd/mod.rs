@@ -5,3 +5,4 @@ pub mod check;
 pub mod exec;
 pub mod probe;
 pub mod run;
+pub mod status;

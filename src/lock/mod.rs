@@ -21,4 +21,4 @@ pub use database::Database;
 pub use error::{Holder, LockError, round};
 pub use queue::{Queue, QueueEntry, Release, TicketId};
 pub use record::{Mode, Owner, Record, State};
-pub use set::{Acquirer, Held, Pending, Progress, Request, Step};
+pub use set::{Acquirer, Held, Pending, Progress, Request, Step, database_files};

@@ -285,6 +285,17 @@ impl Queue {
         }
     }
 
+    /// Clears away tickets whose owners are gone (for `status`): under the
+    /// gate, and only those whose exclusive lock can be taken. Best effort:
+    /// without write access, nothing happens.
+    pub fn remove_dead(&self, ids: &[TicketId]) {
+        if let Ok(_gate) = self.gate() {
+            for &id in ids {
+                self.remove_if_dead(id);
+            }
+        }
+    }
+
     /// Under the gate: unlinks `id` if nobody holds it. True if it was dead.
     fn remove_if_dead(&self, id: TicketId) -> bool {
         let path = self.ticket_path(id);

@@ -320,7 +320,9 @@ pub fn foreign_holders(req: &Request) -> Vec<Holder> {
     holders
 }
 
-fn database_files(path: &Path) -> Vec<FileId> {
+/// The files whose locks belong to the database itself: the file, or the
+/// directory and the files directly in it (RocksDB's `LOCK`).
+pub fn database_files(path: &Path) -> Vec<FileId> {
     let Ok(meta) = fs::metadata(path) else {
         return Vec::new();
     };
