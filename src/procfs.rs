@@ -256,7 +256,8 @@ pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
                 continue;
             }
             let fd = fd_entry.file_name();
-            let fdinfo = read_small(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy())).unwrap_or_default();
+            let fdinfo = read_small(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()))
+                .unwrap_or_default();
             let mut u = FdUse {
                 pid,
                 file,
@@ -277,7 +278,11 @@ pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
 pub fn pgid(pid: i32) -> Option<i32> {
     let stat = read_small(&format!("/proc/{pid}/stat"))?;
     // Fields after the command: state, ppid, pgrp.
-    stat[stat.rfind(')')? + 1..].split_whitespace().nth(2)?.parse().ok()
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
 }
 
 /// A process found by [`openers`].

@@ -459,26 +459,22 @@ impl<'a> Supervisor<'a> {
                 let prefix = self.prefix(i);
                 self.wait_line.waiting(&prefix, &database, mode, &holders);
             }
-            Progress::Acquired => {
-                if let State::Queued { acquirer, since } =
-                    std::mem::replace(&mut self.states[i], State::Pending)
-                {
+            Progress::Acquired(held) => {
+                if let State::Queued { since, .. } = self.states[i] {
                     self.wait_line.clear();
-                    match acquirer.finish() {
-                        Some(held) => {
-                            self.announce(format_args!(
-                                "{}got its locks after waiting {}",
-                                self.prefix(i),
-                                round(since.elapsed())
-                            ));
-                            self.states[i] = State::Foreign {
-                                held,
-                                since,
-                                warned: false,
-                            };
-                        }
-                        None => self.finish(i, End::Failed(crate::error::code::FAILURE)),
-                    }
+                    self.announce(format_args!(
+                        "{}got its locks after waiting {}",
+                        self.prefix(i),
+                        round(since.elapsed())
+                    ));
+                    self.states[i] = State::Foreign {
+                        held,
+                        since,
+                        warned: false,
+                    };
+                } else {
+                    // Cancelled meanwhile (a stop): give them back.
+                    held.release();
                 }
             }
             Progress::Failed(e) => {

@@ -79,9 +79,9 @@ fn databases(file: Option<&Path>, paths: &[PathBuf]) -> Result<Vec<Database>, Er
     let mut dbs = BTreeSet::new();
     if paths.is_empty() {
         let manifest = super::check::load(file).map_err(|e| match e {
-            Error::Manifest(crate::manifest::ManifestError::NotFound { what }) => Error::Usage(format!(
-                "{what}; or name the databases: dblaunch status PATH..."
-            )),
+            Error::Manifest(crate::manifest::ManifestError::NotFound { what }) => Error::Usage(
+                format!("{what}; or name the databases: dblaunch status PATH..."),
+            ),
             other => other,
         })?;
         let mut all: Vec<PathBuf> = manifest.databases.iter().map(|(_, p)| p.clone()).collect();
@@ -123,7 +123,10 @@ pub fn report(dbs: &[Database]) -> Report {
                 }
                 None => Vec::new(),
             };
-            let tickets: Vec<FileId> = entries.iter().filter_map(|e| FileId::of_path(&e.path)).collect();
+            let tickets: Vec<FileId> = entries
+                .iter()
+                .filter_map(|e| FileId::of_path(&e.path))
+                .collect();
             Looked {
                 db: db.clone(),
                 files: database_files(db.path()),
@@ -164,17 +167,38 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
         match &e.record {
             Ok(r) if r.is_alive() && r.state == State::Holding => {
                 managed.insert(r.supervisor_pid);
-                holders.push(person(r.pid, &r.program, r.mode, &r.since, r.command.clone(), false));
+                holders.push(person(
+                    r.pid,
+                    &r.program,
+                    r.mode,
+                    &r.since,
+                    r.command.clone(),
+                    false,
+                ));
             }
             Ok(r) if r.state == State::Waiting && r.supervisor_is_alive() => {
                 managed.insert(r.supervisor_pid);
-                waiters.push(person(r.pid, &r.program, r.mode, &r.since, r.command.clone(), false));
+                waiters.push(person(
+                    r.pid,
+                    &r.program,
+                    r.mode,
+                    &r.since,
+                    r.command.clone(),
+                    false,
+                ));
             }
             // The program is gone but the ticket is still locked: processes
             // it left behind kept the inherited lock.
             Ok(r) => {
                 for pid in lockers {
-                    holders.push(person(pid, &r.program, r.mode, &r.since, procfs::cmdline(pid), true));
+                    holders.push(person(
+                        pid,
+                        &r.program,
+                        r.mode,
+                        &r.since,
+                        procfs::cmdline(pid),
+                        true,
+                    ));
                 }
             }
             Err(_) => {
@@ -209,11 +233,17 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
         };
     };
     for lock in locks.iter().filter(|k| l.files.contains(&k.file)) {
-        if let Some(pid) = lock.pid.filter(|&p| procfs::start_time(p).is_some() && !is_managed(p)) {
+        if let Some(pid) = lock
+            .pid
+            .filter(|&p| procfs::start_time(p).is_some() && !is_managed(p))
+        {
             add(pid, Some(lock.write), false);
         }
     }
-    for u in uses.iter().filter(|u| l.files.contains(&u.file) && !is_managed(u.pid)) {
+    for u in uses
+        .iter()
+        .filter(|u| l.files.contains(&u.file) && !is_managed(u.pid))
+    {
         add(u.pid, u.locked.then_some(u.write_lock), true);
     }
     foreign.sort_by_key(|f| f.pid);
@@ -225,7 +255,14 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
     }
 }
 
-fn person(pid: i32, program: &str, mode: Mode, since: &str, command: Vec<String>, leftover: bool) -> Person {
+fn person(
+    pid: i32,
+    program: &str,
+    mode: Mode,
+    since: &str,
+    command: Vec<String>,
+    leftover: bool,
+) -> Person {
     Person {
         pid,
         program: program.to_owned(),
@@ -240,13 +277,21 @@ fn ago(since: &str) -> String {
     humantime::parse_rfc3339(since)
         .ok()
         .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-        .map(|d| format!(" ({} ago)", humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))))
+        .map(|d| {
+            format!(
+                " ({} ago)",
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+            )
+        })
         .unwrap_or_default()
 }
 
 /// A command line on one line, whatever newlines its arguments hold.
 fn one_line(argv: &[String]) -> String {
-    argv.join(" ").split_whitespace().collect::<Vec<_>>().join(" ")
+    argv.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The human-readable form.

@@ -561,6 +561,19 @@ pub fn wait_turn(
         // again. Clear it away for everyone.
         let _ = fs::remove_file(&path);
         blockers.pop();
+        drop(file);
+        // The older blockers are usually gone by now: one look at the
+        // directory drops them all, instead of one open(2) each on the
+        // hand-off path (names are never reused, so absent means done).
+        if blockers.len() > 1 {
+            if let Ok(entries) = fs::read_dir(dir) {
+                let present: std::collections::HashSet<TicketId> = entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(TicketId::parse))
+                    .collect();
+                blockers.retain(|b| present.contains(b));
+            }
+        }
     }
     Ok(WaitOutcome::Done)
 }

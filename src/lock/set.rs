@@ -30,8 +30,8 @@ pub enum Progress {
         mode: Mode,
         holders: Vec<Holder>,
     },
-    /// Every lock is held; call [`Acquirer::finish`].
-    Acquired,
+    /// Every lock is held; here they are.
+    Acquired(Held),
     Failed(LockError),
 }
 
@@ -185,26 +185,31 @@ impl Pending {
     pub fn in_background(mut self, notify: impl Fn(Progress) + Send + 'static) -> Acquirer {
         let shared = Arc::clone(&self.shared);
         let requests = self.requests.clone();
-        let handle = std::thread::Builder::new()
+        // Detached: the supervisor gets the locks through `notify` and never
+        // waits for the thread to wind down.
+        let spawned = std::thread::Builder::new()
             .name("dblaunch-lock-wait".into())
             .spawn(move || match self.advance(true, &notify) {
                 Ok(Step::Done) => {
+                    // A cancel that raced with the last wake-up: give back.
+                    let cancelled = shared_cancelled(&self.shared);
                     let held = self.into_held();
-                    notify(Progress::Acquired);
-                    Some(held)
+                    if cancelled {
+                        held.release();
+                    } else {
+                        notify(Progress::Acquired(held));
+                    }
                 }
-                Ok(Step::Blocked) => None, // cancelled
+                Ok(Step::Blocked) => {} // cancelled
                 Err(e) => {
                     abandon_all(&self.shared);
                     notify(Progress::Failed(e));
-                    None
                 }
             });
-        Acquirer {
-            shared,
-            requests,
-            thread: handle.ok(),
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a thread to wait for locks: {e}");
         }
+        Acquirer { shared, requests }
     }
 
     pub fn into_held(self) -> Held {
@@ -227,27 +232,24 @@ impl Pending {
 pub struct Acquirer {
     shared: Arc<Shared>,
     requests: Vec<Request>,
-    thread: Option<std::thread::JoinHandle<Option<Held>>>,
+}
+
+fn shared_cancelled(shared: &Shared) -> bool {
+    shared.cancelled.load(Ordering::Acquire)
 }
 
 impl Acquirer {
     /// Gives up: every ticket taken so far leaves the queue now. The thread
     /// may sleep on until the ticket it waits for is released; it then sees
     /// the cancel and ends without taking anything.
-    pub fn cancel(mut self) {
+    pub fn cancel(self) {
         self.shared.cancelled.store(true, Ordering::Release);
         abandon_all(&self.shared);
-        self.thread.take();
     }
 
     /// Who is ahead of us on the database we are blocked on.
     pub fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
         blocked_report(&self.requests, &self.shared)
-    }
-
-    /// After [`Progress::Acquired`]: the held locks.
-    pub fn finish(mut self) -> Option<Held> {
-        self.thread.take()?.join().ok().flatten()
     }
 }
 
@@ -344,6 +346,18 @@ pub fn database_files(path: &Path) -> Vec<FileId> {
 /// Locks that are held: every database of one program.
 pub struct Held {
     entries: Vec<(Request, Ticket, Record)>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.entries
+                    .iter()
+                    .map(|(r, t, _)| (r.db.path(), r.mode, t.id())),
+            )
+            .finish()
+    }
 }
 
 impl Held {
