@@ -31,6 +31,28 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+/// Whatever a test leaves running (a failed assertion skips its clean-up)
+/// is killed with the test's directory: every process whose command line
+/// names that directory.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let dir = self.dir.path().display().to_string();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir) {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Default for Env {
     fn default() -> Env {
         Env::new()
