@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::lock::Progress;
+
 use crate::signals::Signals;
 
 /// Everything the supervisor reacts to.
@@ -22,6 +23,8 @@ pub enum Event {
     Signal(i32),
     /// Progress of program `.0`'s lock acquisition.
     Lock(usize, Progress),
+    /// A request from `dblaunch stop` (through the control socket).
+    Control(crate::control::Request),
 }
 
 /// See the module documentation.
@@ -35,19 +38,19 @@ pub struct Events {
 struct Helpers {
     wake: UnixStream,
     notifier: Notifier,
-    rx: Receiver<(usize, Progress)>,
+    rx: Receiver<Event>,
 }
 
-/// Sends [`Progress`] to the supervisor from another thread.
+/// Sends events to the supervisor from another thread.
 #[derive(Clone)]
 pub struct Notifier {
-    tx: Sender<(usize, Progress)>,
+    tx: Sender<Event>,
     wake: Arc<UnixStream>,
 }
 
 impl Notifier {
-    pub fn send(&self, program: usize, p: Progress) {
-        if self.tx.send((program, p)).is_ok() {
+    pub fn send(&self, event: Event) {
+        if self.tx.send(event).is_ok() {
             // A full pipe means a wake-up is pending already: fine to drop.
             let _ = (&*self.wake).write(&[1]);
         }
@@ -132,8 +135,8 @@ impl Events {
         if let Some(h) = &self.helpers {
             let mut buf = [0u8; 64];
             while matches!((&h.wake).read(&mut buf), Ok(n) if n > 0) {}
-            while let Ok((i, p)) = h.rx.try_recv() {
-                self.queue.push_back(Event::Lock(i, p));
+            while let Ok(e) = h.rx.try_recv() {
+                self.queue.push_back(e);
             }
         }
     }

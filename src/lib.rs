@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod control;
 pub mod error;
 pub mod events;
 pub mod lock;
@@ -41,7 +42,7 @@ pub fn run() -> u8 {
         Command::Exec(args) => cmd::exec::execute(args),
         Command::Run(args) => cmd::run::execute(cli.file.as_deref(), args),
         Command::Status(args) => cmd::status::execute(cli.file.as_deref(), args),
-        Command::Stop(_) => Err(Error::NotImplemented("stop")),
+        Command::Stop(args) => cmd::stop::execute(cli.file.as_deref(), args),
         Command::Check => cmd::check::execute(cli.file.as_deref()),
         Command::Probe(args) => cmd::probe::execute(args),
     };

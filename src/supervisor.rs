@@ -46,6 +46,8 @@ pub struct Options {
     pub wait: Option<Duration>,
     /// Lifecycle lines (started, exited) at info level; otherwise debug.
     pub announce: bool,
+    /// The project directory: listen there for `dblaunch stop`.
+    pub control: Option<PathBuf>,
 }
 
 /// How each program ended, and the run's exit status.
@@ -65,6 +67,9 @@ pub enum End {
     Skipped,
     /// The run was stopped before it started.
     NotStarted,
+    /// `dblaunch stop` stopped it (or kept it from starting): a success for
+    /// the run's status, but not for what runs `after` it.
+    Stopped,
 }
 
 impl End {
@@ -74,7 +79,7 @@ impl End {
 
     fn status(&self) -> Option<u8> {
         match self {
-            End::Exited(ExitKind::Code(0)) | End::Skipped | End::NotStarted => None,
+            End::Exited(ExitKind::Code(0)) | End::Skipped | End::NotStarted | End::Stopped => None,
             End::Exited(k) => Some(k.status()),
             End::Failed(code) => Some(*code),
         }
@@ -98,6 +103,11 @@ enum State {
 
 struct Running {
     pid: i32,
+    /// The pid's start time, checked before every signal to it.
+    start_time: u64,
+    /// `dblaunch stop` asked for it; these wait for the answer.
+    stop_requested: bool,
+    replies: Vec<std::sync::mpsc::Sender<String>>,
     held: Held,
     started: Instant,
     exit: Option<ExitKind>,
@@ -118,6 +128,7 @@ pub struct Supervisor<'a> {
     stopped_by: Option<i32>,
     /// The status of the first program that failed.
     first_failure: Option<u8>,
+    _control: Option<crate::control::Listener>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -143,7 +154,27 @@ impl<'a> Supervisor<'a> {
             ignore_terminal_stops();
         }
         let started = Instant::now();
+        let mut events = events;
+        let control = match &opts.control {
+            Some(dir) => {
+                let listening = events
+                    .notifier()
+                    .and_then(|n| crate::control::listen(dir, n));
+                match listening {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        tracing::warn!(
+                            "`dblaunch stop` will not reach this run: cannot listen in {}: {e}",
+                            dir.join(crate::control::DIR).display()
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(Supervisor {
+            _control: control,
             states: specs.iter().map(|_| State::Pending).collect(),
             specs,
             opts,
@@ -169,6 +200,7 @@ impl<'a> Supervisor<'a> {
                 Some(Event::Signal(s)) if signals::is_stop(s) => self.stop(s),
                 Some(Event::Signal(s)) => self.forward(s),
                 Some(Event::Lock(i, p)) => self.lock_progress(i, p),
+                Some(Event::Control(r)) => self.control(r),
                 None => {
                     if self.wait_line.active() {
                         self.wait_line.redraw();
@@ -434,7 +466,7 @@ impl<'a> Supervisor<'a> {
             }
             Ok(Err(pending)) => match self.events.notifier() {
                 Ok(notifier) => {
-                    let acquirer = pending.in_background(move |p| notifier.send(i, p));
+                    let acquirer = pending.in_background(move |p| notifier.send(Event::Lock(i, p)));
                     self.states[i] = State::Queued { acquirer, since };
                 }
                 Err(source) => self.fail(
@@ -533,6 +565,9 @@ impl<'a> Supervisor<'a> {
         ));
         self.states[i] = State::Running(Box::new(Running {
             pid: child.pid,
+            start_time: crate::procfs::start_time(child.pid).unwrap_or_default(),
+            stop_requested: false,
+            replies: Vec::new(),
             held,
             started: Instant::now(),
             exit: None,
@@ -574,12 +609,88 @@ impl<'a> Supervisor<'a> {
             ExitKind::Code(c) => format!("exited {c}"),
             ExitKind::Signal(s) => format!("killed by {}", signals::name(s)),
         };
-        self.announce(format_args!(
-            "{}{how} after {}",
-            self.prefix(i),
-            round(r.started.elapsed())
-        ));
+        let after = round(r.started.elapsed());
+        if r.stop_requested {
+            tracing::info!(
+                "{}stopped by `dblaunch stop`: {how} after {after}",
+                self.prefix(i)
+            );
+            for reply in &r.replies {
+                let _ = reply.send(format!(
+                    "stopped {name} (pid {}): {how} after {after}",
+                    r.pid
+                ));
+            }
+            self.finish(i, End::Stopped);
+            return;
+        }
+        self.announce(format_args!("{}{how} after {after}", self.prefix(i)));
         self.finish(i, End::Exited(exit));
+    }
+
+    /// A request from `dblaunch stop`.
+    fn control(&mut self, request: crate::control::Request) {
+        let reply = request.reply;
+        let wanted = |name: &str| request.stop.is_empty() || request.stop.iter().any(|s| s == name);
+        let mut matched = false;
+        for i in 0..self.states.len() {
+            let name = self.specs[i].name.clone();
+            if !wanted(&name) {
+                continue;
+            }
+            matched = true;
+            let signal = self.specs[i].stop_signal;
+            let timeout = self.opts.stop_timeout;
+            match &mut self.states[i] {
+                State::Running(r) => {
+                    if !r.stop_requested {
+                        r.stop_requested = true;
+                        // Our child until we reap it, so its pid cannot be
+                        // another process's; still, check, as for any signal.
+                        let ours = r.exit.is_some()
+                            || crate::procfs::start_time(r.pid) == Some(r.start_time);
+                        if ours {
+                            Group(r.pid).signal(signal);
+                        }
+                        let at = Instant::now() + timeout;
+                        r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
+                        tracing::info!("{}: stopping on request ({})", name, signals::name(signal));
+                        let _ = reply.send(format!(
+                            "stopping {name} (pid {}) with {}; SIGKILL after {}",
+                            r.pid,
+                            signals::name(signal),
+                            humantime::format_duration(timeout)
+                        ));
+                    }
+                    r.replies.push(reply.clone());
+                }
+                State::Pending | State::Queued { .. } | State::Foreign { .. } => {
+                    match std::mem::replace(&mut self.states[i], State::Pending) {
+                        State::Queued { acquirer, .. } => acquirer.cancel(),
+                        State::Foreign { held, .. } => {
+                            held.release();
+                        }
+                        _ => {}
+                    }
+                    self.wait_line.clear();
+                    tracing::info!("{name}: stopped on request before it started");
+                    let _ = reply.send(format!("{name} had not started; it will not start now"));
+                    self.finish(i, End::Stopped);
+                }
+                State::Done(_) => {
+                    if !request.stop.is_empty() {
+                        let _ = reply.send(format!("{name} is not running any more"));
+                    }
+                }
+            }
+        }
+        if !matched {
+            let _ = reply.send(format!(
+                "this run (pid {}) has none of: {}",
+                std::process::id(),
+                request.stop.join(", ")
+            ));
+        }
     }
 
     fn reap(&mut self) {
@@ -661,7 +772,9 @@ impl<'a> Supervisor<'a> {
     fn stop_one(&mut self, i: usize, signal: i32) {
         let timeout = self.opts.stop_timeout;
         if let State::Running(r) = &mut self.states[i] {
-            Group(r.pid).signal(signal);
+            if r.exit.is_some() || crate::procfs::start_time(r.pid) == Some(r.start_time) {
+                Group(r.pid).signal(signal);
+            }
             let at = Instant::now() + timeout;
             r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
         }

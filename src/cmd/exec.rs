@@ -51,6 +51,7 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
         stop_timeout: args.wait.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
         wait: args.wait.limit(),
         announce: false,
+        control: None,
     };
     let specs = [spec];
     Ok(Supervisor::new(&specs, opts)?.run().status)

@@ -6,3 +6,4 @@ pub mod exec;
 pub mod probe;
 pub mod run;
 pub mod status;
+pub mod stop;

@@ -42,6 +42,7 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
             .unwrap_or(manifest.settings.stop_timeout),
         wait: args.wait.limit().or(manifest.settings.wait),
         announce: true,
+        control: Some(manifest.dir.clone()),
     };
     Ok(Supervisor::new(&specs, opts)?.run().status)
 }
@@ -49,32 +50,43 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
 /// The manifest's programs that `targets` stand for, or a usage error that
 /// names each unknown target with the closest known name.
 pub fn targets(manifest: &Manifest, targets: &[String]) -> Result<Vec<usize>, Error> {
-    manifest.expand(targets).map_err(|unknown| {
-        let list: Vec<String> = unknown
-            .iter()
-            .map(|(name, close)| match close {
-                Some(c) => format!("`{name}` (did you mean `{c}`?)"),
-                None => format!("`{name}`"),
-            })
-            .collect();
-        let known: Vec<&str> = manifest
-            .programs
-            .iter()
-            .map(|p| p.name.as_str())
-            .chain(manifest.groups.iter().map(|(g, _)| g.as_str()))
-            .collect();
-        Error::Usage(format!(
-            "{} {} neither a program nor a group of {}; it has: {}",
-            list.join(", "),
-            if unknown.len() == 1 { "is" } else { "are" },
-            manifest.path.display(),
-            if known.is_empty() {
-                "nothing".to_owned()
-            } else {
-                known.join(", ")
-            }
-        ))
-    })
+    targets_with(manifest, targets, true)
+}
+
+/// As [`targets`]; `with_after` pulls in what they run after.
+pub fn targets_with(
+    manifest: &Manifest,
+    targets: &[String],
+    with_after: bool,
+) -> Result<Vec<usize>, Error> {
+    manifest
+        .expand_with(targets, with_after)
+        .map_err(|unknown| {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|(name, close)| match close {
+                    Some(c) => format!("`{name}` (did you mean `{c}`?)"),
+                    None => format!("`{name}`"),
+                })
+                .collect();
+            let known: Vec<&str> = manifest
+                .programs
+                .iter()
+                .map(|p| p.name.as_str())
+                .chain(manifest.groups.iter().map(|(g, _)| g.as_str()))
+                .collect();
+            Error::Usage(format!(
+                "{} {} neither a program nor a group of {}; it has: {}",
+                list.join(", "),
+                if unknown.len() == 1 { "is" } else { "are" },
+                manifest.path.display(),
+                if known.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
 }
 
 /// The supervisor's view of the chosen programs; `after` indices are

@@ -102,6 +102,16 @@ impl Manifest {
     /// with the programs they run `after`, in manifest order. Unknown names
     /// are returned as the error, each with the closest known name.
     pub fn expand(&self, targets: &[String]) -> Result<Vec<usize>, Vec<(String, Option<String>)>> {
+        self.expand_with(targets, true)
+    }
+
+    /// As [`Manifest::expand`]; `with_after` says whether to pull in what
+    /// the chosen programs run after (`run` does, `stop` does not).
+    pub fn expand_with(
+        &self,
+        targets: &[String],
+        with_after: bool,
+    ) -> Result<Vec<usize>, Vec<(String, Option<String>)>> {
         let mut chosen = vec![false; self.programs.len()];
         let mut unknown = Vec::new();
         for t in targets {
@@ -121,7 +131,11 @@ impl Manifest {
             return Err(unknown);
         }
         // Pull in what the chosen programs run after (validated acyclic).
-        let mut stack: Vec<usize> = (0..chosen.len()).filter(|&i| chosen[i]).collect();
+        let mut stack: Vec<usize> = if with_after {
+            (0..chosen.len()).filter(|&i| chosen[i]).collect()
+        } else {
+            Vec::new()
+        };
         while let Some(i) = stack.pop() {
             for &d in &self.programs[i].after {
                 if !chosen[d] {

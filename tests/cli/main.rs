@@ -14,6 +14,7 @@ mod foreign;
 mod manifest;
 mod run;
 mod signals;
+mod status_stop;
 mod terminal;
 
 use std::fs;
