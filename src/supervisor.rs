@@ -489,6 +489,10 @@ impl<'a> Supervisor<'a> {
                 holders,
             } => {
                 let prefix = self.prefix(i);
+                tracing::debug!(
+                    "{prefix}queued for the {mode} lock on {}",
+                    database.display()
+                );
                 self.wait_line.waiting(&prefix, &database, mode, &holders);
             }
             Progress::Acquired(held) => {
@@ -590,6 +594,15 @@ impl<'a> Supervisor<'a> {
             p.finish(until);
         }
         let name = self.specs[i].name.clone();
+        for req in r.held.requests() {
+            tracing::debug!(
+                "{}held the {} lock on {} for {}",
+                self.prefix(i),
+                req.mode,
+                req.db.path().display(),
+                round(r.started.elapsed())
+            );
+        }
         for (database, pids) in r.held.release() {
             tracing::warn!(
                 "{}: {} stays locked: process{} {} escaped its process group and still hold{} the lock; it is released when {} exit",
