@@ -137,7 +137,7 @@ pub struct StopArgs {
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// Append `LABEL start|end MONOTONIC_NS PID PGID` lines here
+    /// Append `LABEL start|end MONOTONIC_NS PID PGID [PPID]` lines here
     #[arg(long)]
     pub log: Option<PathBuf>,
     #[arg(long, default_value = "probe")]

@@ -61,7 +61,8 @@ pub fn execute(args: ProbeArgs) -> Result<u8, Error> {
             source,
         })?;
     }
-    log(&args, &format!("start {} {me} {pgid}", now_ns()));
+    let ppid = nix::unistd::getppid().as_raw();
+    log(&args, &format!("start {} {me} {pgid} {ppid}", now_ns()));
     if let Some(p) = &args.pidfile {
         append(p, &format!("{me}\n"));
     }

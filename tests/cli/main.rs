@@ -5,6 +5,7 @@
 //! so that a broken build fails instead of hanging.
 
 mod bad_input;
+mod chaos;
 mod crash;
 mod demo;
 mod exclusion;
