@@ -138,7 +138,8 @@ impl Database {
 
     /// Creates the lock directory if needed and checks that it is a real
     /// directory (not a symlink someone planted to redirect our writes).
-    pub(crate) fn ensure_lock_dir(&self) -> Result<PathBuf, LockError> {
+    /// Returns it, and whether it is group-writable (a shared project).
+    pub(crate) fn ensure_lock_dir(&self) -> Result<(PathBuf, bool), LockError> {
         let dir = self.lock_dir();
         let parent_meta = self.path.parent().and_then(|p| fs::metadata(p).ok());
         // Same user always; the group too where the database's directory is
@@ -160,7 +161,7 @@ impl Database {
             }
         }
         match fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.file_type().is_dir() => Ok(dir),
+            Ok(meta) if meta.file_type().is_dir() => Ok((dir, meta.mode() & 0o020 != 0)),
             Ok(_) => Err(LockError::LockDirectoryOccupied {
                 database: self.path.clone(),
                 lock_dir: dir,
@@ -171,11 +172,6 @@ impl Database {
                 source,
             }),
         }
-    }
-
-    /// Whether files created in the lock directory should be group-writable.
-    pub(crate) fn group_shared(&self) -> bool {
-        fs::metadata(self.lock_dir()).is_ok_and(|m| m.mode() & 0o020 != 0)
     }
 }
 

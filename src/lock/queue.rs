@@ -13,7 +13,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -58,6 +58,9 @@ impl TicketId {
 pub struct Queue {
     db: Database,
     dir: PathBuf,
+    /// The lock directory is group-writable (a shared project): files in it
+    /// must be too, whatever the umask.
+    group: bool,
 }
 
 /// A ticket this process owns. Its exclusive flock is the database lock once
@@ -107,10 +110,11 @@ struct Gate {
 impl Queue {
     /// Opens the queue of `db`, creating its lock directory if needed.
     pub fn open(db: &Database) -> Result<Queue, LockError> {
-        let dir = db.ensure_lock_dir()?;
+        let (dir, group) = db.ensure_lock_dir()?;
         Ok(Queue {
             db: db.clone(),
             dir,
+            group,
         })
     }
 
@@ -120,6 +124,7 @@ impl Queue {
         let meta = fs::symlink_metadata(&dir).ok()?;
         meta.is_dir().then(|| Queue {
             db: db.clone(),
+            group: meta.mode() & 0o020 != 0,
             dir,
         })
     }
@@ -148,7 +153,14 @@ impl Queue {
     }
 
     fn create_mode(&self) -> u32 {
-        if self.db.group_shared() { 0o664 } else { 0o644 }
+        if self.group { 0o664 } else { 0o644 }
+    }
+
+    /// The umask may have taken the group's write bit; give it back.
+    fn share(&self, file: &File) {
+        if self.group {
+            let _ = file.set_permissions(fs::Permissions::from_mode(0o664));
+        }
     }
 
     fn gate(&self) -> Result<Gate, LockError> {
@@ -162,6 +174,7 @@ impl Queue {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(self.io_err("open", path.clone()))?;
+        self.share(&file);
         kernel::lock(&file, Kind::Exclusive, true)
             .map_err(|e| self.io_err("lock", path)(e.into()))?;
         Ok(Gate { file })
@@ -247,6 +260,7 @@ impl Queue {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(self.io_err("create", tmp.clone()))?;
+        self.share(&file);
         let ticket = Ticket {
             queue: self.clone(),
             id,
@@ -299,8 +313,14 @@ impl Queue {
     /// Under the gate: unlinks `id` if nobody holds it. True if it was dead.
     fn remove_if_dead(&self, id: TicketId) -> bool {
         let path = self.ticket_path(id);
-        let Ok(file) = open_ticket(&path) else {
-            return true; // already gone
+        let file = match open_ticket(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if is_planted_link(&e) {
+                    let _ = fs::remove_file(&path);
+                }
+                return true; // gone, or never a ticket
+            }
         };
         match kernel::lock(&file, Kind::Exclusive, false) {
             Ok(true) => {
@@ -548,6 +568,13 @@ pub fn wait_turn(
                 blockers.pop();
                 continue;
             }
+            Err(e) if is_planted_link(&e) => {
+                // Not a ticket: nobody's lock. Never followed; the link
+                // itself goes (unlink does not touch its target).
+                let _ = fs::remove_file(&path);
+                blockers.pop();
+                continue;
+            }
             Err(e) => return Err(e),
         };
         if !kernel::lock(&file, Kind::Shared, false)? {
@@ -583,6 +610,12 @@ pub enum WaitOutcome {
     Done,
     Blocked(TicketId),
     Cancelled,
+}
+
+/// O_NOFOLLOW met a symbolic link where a ticket should be: dblaunch never
+/// makes one, so someone planted it.
+fn is_planted_link(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
 }
 
 fn open_ticket(path: &Path) -> io::Result<File> {

@@ -12,6 +12,7 @@ mod exclusion;
 mod exit_codes;
 mod fairness;
 mod foreign;
+mod hostile;
 mod manifest;
 mod run;
 mod signals;
