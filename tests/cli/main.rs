@@ -12,6 +12,7 @@ mod exclusion;
 mod exit_codes;
 mod fairness;
 mod foreign;
+mod fuzz;
 mod hostile;
 mod manifest;
 mod run;
