@@ -41,6 +41,16 @@ struct Launch {
     /// Probe labels it runs, with their databases and modes.
     labels: Vec<(String, Vec<(usize, bool)>)>,
     status: Option<std::process::ExitStatus>,
+    /// Its lifetime on the monotonic clock (pids are reused in long runs,
+    /// so a signal belongs to it only if sent within).
+    born: u128,
+    reaped: u128,
+}
+
+impl Launch {
+    fn got(&self, k: &Kill) -> bool {
+        k.pid == self.pid && k.ns >= self.born && k.ns <= self.reaped
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +74,9 @@ impl World {
     }
 
     fn finish(&self, i: usize, s: std::process::ExitStatus) {
-        self.launches.lock().unwrap()[i].status = Some(s);
+        let mut v = self.launches.lock().unwrap();
+        v[i].status = Some(s);
+        v[i].reaped = now_ns();
     }
 }
 
@@ -130,6 +142,7 @@ fn chaos() {
                     .map(String::from),
                 );
                 args.push(log.display().to_string());
+                let born = now_ns();
                 let mut child = Command::new(BIN)
                     .args(&args)
                     .current_dir(&dir)
@@ -143,6 +156,8 @@ fn chaos() {
                     what: args.join(" "),
                     labels: vec![(label, locks)],
                     status: None,
+                    born,
+                    reaped: u128::MAX,
                 });
                 let s = wait_status(&mut child);
                 world.finish(i, s);
@@ -184,6 +199,7 @@ fn chaos() {
                 }
                 toml += "[groups]\nall = [\"p1\", \"p2\", \"p3\", \"p4\", \"p5\"]\n";
                 fs::write(dir.join("dblaunch.toml"), toml).unwrap();
+                let born = now_ns();
                 let mut child = Command::new(BIN)
                     .args(["run", "all"])
                     .current_dir(&dir)
@@ -197,6 +213,8 @@ fn chaos() {
                     what: "run all".to_owned(),
                     labels,
                     status: None,
+                    born,
+                    reaped: u128::MAX,
                 });
                 let s = wait_status(&mut child);
                 world.finish(i, s);
@@ -224,9 +242,17 @@ fn chaos() {
             .filter(|e| e.what == "end")
             .map(|e| e.label.as_str())
             .collect();
+        // Only probes that are still the process that logged the start: a
+        // pid that died unlogged (SIGKILL) may since belong to anything.
         let probes: Vec<i32> = ev
             .iter()
             .filter(|e| e.what == "start" && !ended.contains(e.label.as_str()))
+            .filter(|e| {
+                e.pid.is_some_and(|p| {
+                    let argv = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                    argv.split(|b| *b == 0).any(|a| a == e.label.as_bytes())
+                })
+            })
             .filter_map(|e| e.pid)
             .collect();
         let pool = if rng.bool() && !probes.is_empty() {
@@ -270,10 +296,12 @@ fn chaos() {
 /// Every rule; returns what broke.
 fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<String> {
     let mut bad = Vec::new();
-    let killed_at = |pid: i32, sigkill_only: bool| -> Option<u128> {
+    // A signal to a command counts from its start on (before that, the pid
+    // was its dblaunch's fork on its way to exec, or another process).
+    let killed_after = |pid: i32, from: u128| -> Option<u128> {
         kills
             .iter()
-            .filter(|k| k.pid == pid && (!sigkill_only || k.signal == libc::SIGKILL))
+            .filter(|k| k.pid == pid && k.signal == libc::SIGKILL && k.ns >= from)
             .map(|k| k.ns)
             .min()
     };
@@ -316,9 +344,14 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
         // dblaunch's own SIGKILLs count too: after a stop signal it kills the
         // group once the stop timeout (300 ms here) has passed, or at once on
         // a second SIGINT; death comes no earlier than those moments.
+        let launch = launches
+            .iter()
+            .find(|l| l.pid == *ppid && l.born <= *start && *start <= l.reaped);
+        let mine = |k: &&Kill| launch.is_some_and(|l| l.got(k));
         let stops: Vec<&Kill> = kills
             .iter()
-            .filter(|k| k.pid == *ppid && k.signal != libc::SIGKILL && k.ns > *start)
+            .filter(mine)
+            .filter(|k| k.signal != libc::SIGKILL && k.ns > *start)
             .collect();
         let escalation = stops.iter().map(|k| k.ns + 300_000_000).min();
         let second_int = stops
@@ -326,16 +359,24 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
             .filter(|k| k.signal == libc::SIGINT)
             .map(|k| k.ns)
             .nth(1);
+        // SIGKILL to its dblaunch, even sent just before the command logged
+        // its start (a process dies some time after kill(2) returns): the
+        // command died through PR_SET_PDEATHSIG, no earlier than its start.
+        let parent_killed = kills
+            .iter()
+            .filter(mine)
+            .filter(|k| k.signal == libc::SIGKILL)
+            .map(|k| k.ns.max(*start))
+            .min();
         let end = end.or_else(|| {
             [
-                killed_at(*pid, true),
-                killed_at(*ppid, true),
+                killed_after(*pid, *start),
+                parent_killed,
                 escalation,
                 second_int,
             ]
             .into_iter()
             .flatten()
-            .filter(|k| k > start)
             .min()
         });
         match end {
@@ -346,10 +387,7 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
                     .filter(|k| k.pid == *pid || k.pid == *ppid)
                     .map(|k| format!("{} to {} at {}", k.signal, k.pid, k.ns))
                     .collect();
-                let status = launches
-                    .iter()
-                    .find(|l| l.pid == *ppid)
-                    .map(|l| format!("{:?}", l.status));
+                let status = launch.map(|l| format!("{:?}", l.status));
                 bad.push(format!(
                     "{label} (pid {pid}, dblaunch {ppid}, started {start}) never logged its end and was never SIGKILLed; signals: {signals:?}; dblaunch status {status:?}"
                 ))
@@ -384,7 +422,7 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
             bad.push(format!("dblaunch pid {} ({}) never exited", l.pid, l.what));
             continue;
         };
-        if killed_at(l.pid, true).is_some() {
+        if kills.iter().any(|k| l.got(k) && k.signal == libc::SIGKILL) {
             continue;
         }
         // Killed by signal N before its handlers were installed (its first
@@ -395,12 +433,16 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
             .or(status.signal().map(|s| 128 + s))
             .unwrap_or(-1);
         let mut allowed = vec![0];
-        for k in kills.iter().filter(|k| k.pid == l.pid) {
+        for k in kills.iter().filter(|k| l.got(k)) {
             allowed.push(128 + k.signal);
         }
         for (label, _) in &l.labels {
-            if let Some((_, _, pid, _)) = spans.get(label.as_str()) {
-                for k in kills.iter().filter(|k| k.pid == *pid) {
+            if let Some((start, end, pid, _)) = spans.get(label.as_str()) {
+                let until = end.unwrap_or(u128::MAX);
+                for k in kills
+                    .iter()
+                    .filter(|k| k.pid == *pid && k.ns >= *start && k.ns <= until)
+                {
                     allowed.push(128 + k.signal);
                 }
             }
@@ -418,7 +460,7 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
         if l.what != "run all" {
             let first_stop = kills
                 .iter()
-                .filter(|k| k.pid == l.pid && k.signal != libc::SIGKILL)
+                .filter(|k| l.got(k) && k.signal != libc::SIGKILL)
                 .min_by_key(|k| k.ns);
             if let (Some(k), Some((label, _))) = (first_stop, l.labels.first()) {
                 if let Some((start, Some(end), _, _)) = spans.get(label.as_str()) {
