@@ -476,21 +476,8 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
     }
     // No process of the test left running.
     std::thread::sleep(Duration::from_millis(200));
-    let dir = env.dir.path().display().to_string();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let cmdline =
-            String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
-                .replace('\0', " ");
-        if cmdline.contains(&dir) && alive(pid) {
-            bad.push(format!("pid {pid} is still running: {cmdline}"));
-        }
+    for (pid, cmdline) in processes_naming(&env.dir.path().display().to_string()) {
+        bad.push(format!("pid {pid} is still running: {cmdline}"));
     }
     // No lock left held, nothing stale.
     for db in DBS {

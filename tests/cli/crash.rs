@@ -75,11 +75,7 @@ fn sigkill_of_dblaunch_never_frees_a_database_while_its_command_lives() {
 fn a_dblaunch_killed_while_queueing_leaves_nothing_behind() {
     let env = Env::new();
     let go = env.path("go");
-    let holder = env.spawn(&with_cmd(
-        &["exec", "--write", "app.db"],
-        &env.probe("h", &["--until", go.to_str().unwrap()]),
-    ));
-    env.wait_event("holder", |e| e.what == "start");
+    let holder = env.holder(&["exec", "--write", "app.db"], "h");
     let mut waiter = env.spawn(&["exec", "--write", "app.db", "--", "true"]);
     wait_until("the waiter to queue", || env.tickets("app.db") == 2);
     waiter.kill().unwrap();

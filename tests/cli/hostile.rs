@@ -14,11 +14,7 @@ fn free(env: &Env, db: &str) -> bool {
 fn the_lock_directory_removed_while_waiting() {
     let env = Env::new();
     let go = env.path("go");
-    let holder = env.spawn(&with_cmd(
-        &["exec", "--write", "app.db"],
-        &env.probe("h", &["--until", go.to_str().unwrap()]),
-    ));
-    env.wait_event("holder", |e| e.what == "start");
+    let holder = env.holder(&["exec", "--write", "app.db"], "h");
     let mut waiter = env.spawn(&with_cmd(
         &["exec", "--write", "app.db"],
         &env.probe("w", &[]),

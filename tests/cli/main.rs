@@ -40,21 +40,30 @@ pub struct Env {
 /// names that directory.
 impl Drop for Env {
     fn drop(&mut self) {
-        let dir = self.dir.path().display().to_string();
-        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&dir) {
-                kill(pid, libc::SIGKILL);
-            }
+        for (pid, _) in processes_naming(&self.dir.path().display().to_string()) {
+            kill(pid, libc::SIGKILL);
         }
     }
+}
+
+/// Live processes whose command line contains `needle`, with that line.
+pub fn processes_naming(needle: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && alive(pid) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
 }
 
 impl Default for Env {
@@ -108,6 +117,18 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn dblaunch")
+    }
+
+    /// `dblaunch ARGS -- probe LABEL` holding until the file `go` exists,
+    /// returned once the probe has started (so it holds its locks).
+    pub fn holder(&self, args: &[&str], label: &str) -> Child {
+        let go = self.path("go");
+        let child = self.spawn(&with_cmd(
+            args,
+            &self.probe(label, &["--until", go.to_str().unwrap()]),
+        ));
+        self.wait_event(label, |e| e.label == label && e.what == "start");
+        child
     }
 
     /// The args after `--` that run the probe fixture.

@@ -135,11 +135,7 @@ fn what_is_left_of_the_group_after_the_command_exits_is_stopped() {
 fn sigterm_while_queueing_exits_143_and_gives_up_the_place() {
     let env = Env::new();
     let go = env.path("go");
-    let holder = env.spawn(&with_cmd(
-        &["exec", "--write", "app.db"],
-        &env.probe("h", &["--until", go.to_str().unwrap()]),
-    ));
-    env.wait_event("holder", |e| e.what == "start");
+    let holder = env.holder(&["exec", "--write", "app.db"], "h");
     let mut waiter = env.spawn(&with_cmd(
         &["exec", "--write", "app.db"],
         &env.probe("never", &[]),
