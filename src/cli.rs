@@ -52,6 +52,13 @@ pub enum Command {
     Stop(StopArgs),
     /// Validate the manifest and show each program's locks and conflicts
     Check,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `dblaunch man > dblaunch.1`
+    Man,
     /// Test fixture: a program that records what happens to it
     #[command(name = "__probe", hide = true)]
     Probe(ProbeArgs),

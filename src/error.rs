@@ -31,9 +31,6 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("`dblaunch {0}` is not implemented yet in this version; use `dblaunch exec` meanwhile")]
-    NotImplemented(&'static str),
-
     #[error("cannot {action}: {source}")]
     Io { action: String, source: io::Error },
 }
@@ -81,7 +78,7 @@ impl Error {
                 SpawnError::Other { .. } => code::FAILURE,
             },
             Error::Usage(_) | Error::Manifest(_) => code::USAGE,
-            Error::NotImplemented(_) | Error::Io { .. } => code::FAILURE,
+            Error::Io { .. } => code::FAILURE,
         }
     }
 }

@@ -45,6 +45,8 @@ pub fn run() -> u8 {
         Command::Stop(args) => cmd::stop::execute(cli.file.as_deref(), args),
         Command::Check => cmd::check::execute(cli.file.as_deref()),
         Command::Probe(args) => cmd::probe::execute(args),
+        Command::Completions { shell } => cmd::docs::completions(shell),
+        Command::Man => cmd::docs::man(),
     };
     match result {
         Ok(code) => code,

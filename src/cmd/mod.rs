@@ -2,6 +2,7 @@
 //! returning the exit status.
 
 pub mod check;
+pub mod docs;
 pub mod exec;
 pub mod probe;
 pub mod run;

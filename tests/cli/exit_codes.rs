@@ -115,3 +115,23 @@ fn quiet_silences_dblaunch_but_not_errors() {
     touch(&env.path("go"));
     wait_output(holder);
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definitions() {
+    let env = Env::new();
+    let o = env.run(&["completions", "bash"]);
+    assert_eq!(code(&o), 0);
+    let script = env.path("dblaunch.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "the bash completion script parses");
+    assert!(text(&o.stdout).contains("exec"));
+    let o = env.run(&["man"]);
+    assert_eq!(code(&o), 0);
+    assert!(text(&o.stdout).contains(".TH dblaunch 1"));
+    assert_eq!(code(&env.run(&["completions", "tcsh"])), 2);
+}
