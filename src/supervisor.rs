@@ -37,6 +37,33 @@ pub struct Spec {
     /// Indices (into the run's specs) of programs that must exit 0 first.
     pub after: Vec<usize>,
     pub stop_signal: i32,
+    pub restart: crate::manifest::Restart,
+    pub max_restarts: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_100ms_up_to_30s() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(4), Duration::from_millis(800));
+        assert_eq!(backoff(9), Duration::from_millis(25_600));
+        assert_eq!(backoff(10), Duration::from_secs(30));
+        assert_eq!(backoff(1000), Duration::from_secs(30));
+    }
+}
+
+/// A run at least this long resets the count of consecutive restarts.
+const STABLE_RUN: Duration = Duration::from_secs(10);
+
+/// The delay before the `n`th consecutive restart: 100 ms, doubling, at
+/// most 30 s.
+pub fn backoff(n: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << n.saturating_sub(1).min(20));
+    Duration::from_millis(ms.min(30_000))
 }
 
 /// How a run behaves.
@@ -98,6 +125,11 @@ enum State {
         warned: bool,
     },
     Running(Box<Running>),
+    /// Ended; starts again (queueing for its locks anew) at `until`.
+    Backoff {
+        until: Instant,
+        last: ExitKind,
+    },
     Done(End),
 }
 
@@ -128,6 +160,8 @@ pub struct Supervisor<'a> {
     stopped_by: Option<i32>,
     /// The status of the first program that failed.
     first_failure: Option<u8>,
+    /// Consecutive restarts of each program.
+    restarts: Vec<u32>,
     _control: Option<crate::control::Listener>,
 }
 
@@ -184,6 +218,7 @@ impl<'a> Supervisor<'a> {
             wait_line: WaitLine::new(started, specs.len() == 1),
             stopped_by: None,
             first_failure: None,
+            restarts: vec![0; specs.len()],
         })
     }
 
@@ -420,6 +455,19 @@ impl<'a> Supervisor<'a> {
                 }
                 false
             }
+            State::Backoff { until, last } => {
+                let (until, last) = (*until, *last);
+                if self.stopped_by.is_some() {
+                    self.finish(i, End::Exited(last));
+                    return true;
+                }
+                if now >= until {
+                    self.announce(format_args!("{}restarting", self.prefix(i)));
+                    self.queue(i);
+                    return true;
+                }
+                false
+            }
             State::Done(_) => false,
         }
     }
@@ -637,7 +685,36 @@ impl<'a> Supervisor<'a> {
             self.finish(i, End::Stopped);
             return;
         }
-        self.announce(format_args!("{}{how} after {after}", self.prefix(i)));
+        let spec = &self.specs[i];
+        let success = exit == ExitKind::Code(0);
+        if self.stopped_by.is_none() && spec.restart.wants(success) {
+            if r.started.elapsed() >= STABLE_RUN {
+                self.restarts[i] = 0;
+            }
+            if self.restarts[i] < spec.max_restarts {
+                self.restarts[i] += 1;
+                let n = self.restarts[i];
+                let delay = backoff(n);
+                tracing::info!(
+                    "{}{how} after {after}; restarting in {} (restart {n} of at most {} in a row)",
+                    self.prefix(i),
+                    humantime::format_duration(delay),
+                    spec.max_restarts
+                );
+                self.states[i] = State::Backoff {
+                    until: Instant::now() + delay,
+                    last: exit,
+                };
+                return;
+            }
+            tracing::warn!(
+                "{}{how} after {after}; giving up after {} restarts in a row",
+                self.prefix(i),
+                spec.max_restarts
+            );
+        } else {
+            self.announce(format_args!("{}{how} after {after}", self.prefix(i)));
+        }
         self.finish(i, End::Exited(exit));
     }
 
@@ -677,7 +754,11 @@ impl<'a> Supervisor<'a> {
                     }
                     r.replies.push(reply.clone());
                 }
-                State::Pending | State::Queued { .. } | State::Foreign { .. } => {
+                State::Pending
+                | State::Queued { .. }
+                | State::Foreign { .. }
+                | State::Backoff { .. } => {
+                    let restarting = matches!(self.states[i], State::Backoff { .. });
                     match std::mem::replace(&mut self.states[i], State::Pending) {
                         State::Queued { acquirer, .. } => acquirer.cancel(),
                         State::Foreign { held, .. } => {
@@ -687,7 +768,11 @@ impl<'a> Supervisor<'a> {
                     }
                     self.wait_line.clear();
                     tracing::info!("{name}: stopped on request before it started");
-                    let _ = reply.send(format!("{name} had not started; it will not start now"));
+                    let _ = reply.send(if restarting {
+                        format!("{name} was waiting to restart; it will not start again")
+                    } else {
+                        format!("{name} had not started; it will not start now")
+                    });
                     self.finish(i, End::Stopped);
                 }
                 State::Done(_) => {
@@ -822,6 +907,7 @@ impl<'a> Supervisor<'a> {
                         tick = Some(Duration::from_millis(50));
                     }
                 }
+                State::Backoff { until, .. } => earliest(*until),
                 State::Pending | State::Done(_) => {}
             }
         }

@@ -46,6 +46,8 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
         locks,
         after: Vec::new(),
         stop_signal: libc::SIGTERM,
+        restart: crate::manifest::Restart::No,
+        max_restarts: 0,
     };
     let opts = Options {
         stop_timeout: args.wait.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),

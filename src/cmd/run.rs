@@ -117,6 +117,8 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
                     .filter_map(|a| chosen.iter().position(|c| c == a))
                     .collect(),
                 stop_signal: program.stop_signal,
+                restart: program.restart,
+                max_restarts: program.max_restarts,
             })
         })
         .collect()

@@ -8,7 +8,7 @@ mod raw;
 mod validate;
 
 pub use error::{Diagnostic, ManifestError};
-pub use model::{Command, DbRef, Manifest, Program, Settings};
+pub use model::{Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings};
 pub use validate::same_database;
 
 use std::path::{Path, PathBuf};

@@ -74,7 +74,34 @@ pub struct Program {
     /// Indices of the programs that must have exited 0 first.
     pub after: Vec<usize>,
     pub stop_signal: i32,
+    pub restart: Restart,
+    /// Consecutive restarts (a run of 10 s or more resets the count)
+    /// before dblaunch gives up.
+    pub max_restarts: u32,
 }
+
+/// When a program that ended is started again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Restart {
+    #[default]
+    No,
+    OnFailure,
+    Always,
+}
+
+impl Restart {
+    /// Whether a program that ended with `success` is started again.
+    pub fn wants(self, success: bool) -> bool {
+        match self {
+            Restart::No => false,
+            Restart::OnFailure => !success,
+            Restart::Always => true,
+        }
+    }
+}
+
+/// Consecutive restarts allowed when the manifest does not say.
+pub const DEFAULT_MAX_RESTARTS: u32 = 10;
 
 impl Program {
     /// Every database with its mode.

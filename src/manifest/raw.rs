@@ -46,6 +46,10 @@ pub struct RawProgram {
     pub after: Vec<Spanned<String>>,
     /// The signal that asks it to stop (default SIGTERM).
     pub stop_signal: Option<Spanned<String>>,
+    /// "no" (default), "on-failure" or "always".
+    pub restart: Option<Spanned<String>>,
+    /// Consecutive restarts before giving up.
+    pub max_restarts: Option<Spanned<i64>>,
 }
 
 /// The sections, in document order.
@@ -61,7 +65,7 @@ pub struct Raw {
 }
 
 const SETTINGS_KEYS: [&str; 2] = ["stop_timeout", "wait"];
-const PROGRAM_KEYS: [&str; 7] = [
+const PROGRAM_KEYS: [&str; 9] = [
     "command",
     "cwd",
     "env",
@@ -69,6 +73,8 @@ const PROGRAM_KEYS: [&str; 7] = [
     "writes",
     "after",
     "stop_signal",
+    "restart",
+    "max_restarts",
 ];
 
 fn unknown_keys(

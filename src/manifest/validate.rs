@@ -9,7 +9,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::Diagnostic;
-use super::model::{Command, DbRef, Manifest, Program, Settings, normalize};
+use super::model::{
+    Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, normalize,
+};
 use super::raw::{Raw, RawCommand, RawProgram};
 
 /// The known name closest to `name`, if any is close enough to be a typo.
@@ -388,6 +390,34 @@ fn program(
         }),
         None => libc::SIGTERM,
     };
+    let restart = match rp.restart.as_ref().map(|r| (r, r.get_ref().as_str())) {
+        None | Some((_, "no")) => Restart::No,
+        Some((_, "on-failure")) => Restart::OnFailure,
+        Some((_, "always")) => Restart::Always,
+        Some((r, other)) => {
+            diags.push(
+                Diagnostic::new(format!("`{other}` is not a restart policy"), Some(r.span()))
+                    .help("write restart = \"no\", \"on-failure\" or \"always\""),
+            );
+            Restart::No
+        }
+    };
+    let max_restarts = match &rp.max_restarts {
+        Some(m) => u32::try_from(*m.get_ref()).unwrap_or_else(|_| {
+            diags.push(
+                Diagnostic::new(
+                    format!(
+                        "max_restarts must be a whole number from 0, not {}",
+                        m.get_ref()
+                    ),
+                    Some(m.span()),
+                )
+                .help("write e.g. max_restarts = 5"),
+            );
+            0
+        }),
+        None => DEFAULT_MAX_RESTARTS,
+    };
     Program {
         name: pname.clone(),
         command,
@@ -397,6 +427,8 @@ fn program(
         writes: writes.into_iter().map(|(d, _)| d).collect(),
         after,
         stop_signal,
+        restart,
+        max_restarts,
     }
 }
 

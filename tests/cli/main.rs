@@ -15,6 +15,7 @@ mod foreign;
 mod fuzz;
 mod hostile;
 mod manifest;
+mod restart;
 mod run;
 mod signals;
 mod status_stop;

@@ -208,3 +208,18 @@ fn check_shows_locks_and_conflicts() {
         "readers do not conflict: {out}"
     );
 }
+
+#[test]
+fn restart_policies_are_checked() {
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\nrestart = \"sometimes\"\n",
+        "`sometimes` is not a restart policy\n --> DIR/dblaunch.toml:3:11",
+    );
+    assert_error(
+        "[programs.a]\ncommand = \"x\"\nmax_restarts = -1\n",
+        "max_restarts must be a whole number from 0, not -1",
+    );
+    let (status, _, err) =
+        check("[programs.a]\ncommand = \"x\"\nrestart = \"on-failure\"\nmax_restarts = 2\n");
+    assert_eq!(status, 0, "{err}");
+}
