@@ -12,6 +12,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::lock::Progress;
 
@@ -25,11 +26,17 @@ pub enum Event {
     Lock(usize, Progress),
     /// A request from `dblaunch stop` (through the control socket).
     Control(crate::control::Request),
+    /// A ticket appeared in a watched lock directory (someone queued).
+    QueueChanged,
 }
 
 /// See the module documentation.
 pub struct Events {
     signals: Signals,
+    /// inotify on the lock directories of programs that yield: a waiter
+    /// announces itself by its ticket appearing, so noticing it costs no
+    /// polling.
+    watcher: Option<Inotify>,
     /// Made on first use: an uncontended launch never needs it.
     helpers: Option<Helpers>,
     queue: VecDeque<Event>,
@@ -62,9 +69,23 @@ impl Events {
     pub fn new() -> io::Result<Events> {
         Ok(Events {
             signals: Signals::catch()?,
+            watcher: None,
             helpers: None,
             queue: VecDeque::new(),
         })
+    }
+
+    /// Reports [`Event::QueueChanged`] when a ticket appears in `dir`.
+    pub fn watch_queue(&mut self, dir: &std::path::Path) -> io::Result<()> {
+        if self.watcher.is_none() {
+            self.watcher = Some(Inotify::init(
+                InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC,
+            )?);
+        }
+        let w = self.watcher.as_ref().expect("just made");
+        // Tickets are renamed into place, fully written and locked.
+        w.add_watch(dir, AddWatchFlags::IN_MOVED_TO)?;
+        Ok(())
     }
 
     /// A handle for another thread to send [`Progress`] with.
@@ -115,6 +136,9 @@ impl Events {
                 }
             };
             let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+            if let Some(w) = &self.watcher {
+                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+            }
             if let Some(h) = &self.helpers {
                 fds.push(PollFd::new(h.wake.as_fd(), PollFlags::POLLIN));
             }
@@ -131,6 +155,11 @@ impl Events {
     fn collect(&mut self) {
         for s in self.signals.pending() {
             self.queue.push_back(Event::Signal(s));
+        }
+        if let Some(w) = &self.watcher {
+            if w.read_events().is_ok_and(|e| !e.is_empty()) {
+                self.queue.push_back(Event::QueueChanged);
+            }
         }
         if let Some(h) = &self.helpers {
             let mut buf = [0u8; 64];

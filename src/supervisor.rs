@@ -39,6 +39,9 @@ pub struct Spec {
     pub stop_signal: i32,
     pub restart: crate::manifest::Restart,
     pub max_restarts: u32,
+    /// Give way to anyone who queues for its databases in a conflicting
+    /// mode: stop gracefully, queue again behind them, come back.
+    pub yields: bool,
 }
 
 #[cfg(test)]
@@ -139,6 +142,8 @@ struct Running {
     start_time: u64,
     /// `dblaunch stop` asked for it; these wait for the answer.
     stop_requested: bool,
+    /// It is being stopped to let a waiter in; it queues again after.
+    yielding: bool,
     replies: Vec<std::sync::mpsc::Sender<String>>,
     held: Held,
     started: Instant,
@@ -189,6 +194,20 @@ impl<'a> Supervisor<'a> {
         }
         let started = Instant::now();
         let mut events = events;
+        for spec in specs.iter().filter(|s| s.yields) {
+            for req in &spec.locks {
+                let watched = crate::lock::Queue::open(&req.db)
+                    .map_err(|e| e.to_string())
+                    .and_then(|q| events.watch_queue(q.dir()).map_err(|e| e.to_string()));
+                if let Err(e) = watched {
+                    tracing::warn!(
+                        "{}: will not notice waiters for {}: {e}",
+                        spec.name,
+                        req.db.path().display()
+                    );
+                }
+            }
+        }
         let control = match &opts.control {
             Some(dir) => {
                 let listening = events
@@ -236,6 +255,11 @@ impl<'a> Supervisor<'a> {
                 Some(Event::Signal(s)) => self.forward(s),
                 Some(Event::Lock(i, p)) => self.lock_progress(i, p),
                 Some(Event::Control(r)) => self.control(r),
+                Some(Event::QueueChanged) => {
+                    for i in 0..self.states.len() {
+                        self.yield_if_waited_for(i);
+                    }
+                }
                 None => {
                     if self.wait_line.active() {
                         self.wait_line.redraw();
@@ -619,6 +643,7 @@ impl<'a> Supervisor<'a> {
             pid: child.pid,
             start_time: crate::procfs::start_time(child.pid).unwrap_or_default(),
             stop_requested: false,
+            yielding: false,
             replies: Vec::new(),
             held,
             started: Instant::now(),
@@ -631,6 +656,8 @@ impl<'a> Supervisor<'a> {
         if let Some(s) = self.stopped_by {
             self.stop_one(i, s);
         }
+        // So does a waiter that queued while it was starting.
+        self.yield_if_waited_for(i);
     }
 
     /// The program's group is empty: its output is drained, its locks go.
@@ -685,6 +712,17 @@ impl<'a> Supervisor<'a> {
             self.finish(i, End::Stopped);
             return;
         }
+        if r.yielding && self.stopped_by.is_none() {
+            tracing::info!(
+                "{}yielded ({how} after {after}); queueing again behind the waiters",
+                self.prefix(i)
+            );
+            self.states[i] = State::Backoff {
+                until: Instant::now(),
+                last: exit,
+            };
+            return;
+        }
         let spec = &self.specs[i];
         let success = exit == ExitKind::Code(0);
         if self.stopped_by.is_none() && spec.restart.wants(success) {
@@ -716,6 +754,44 @@ impl<'a> Supervisor<'a> {
             self.announce(format_args!("{}{how} after {after}", self.prefix(i)));
         }
         self.finish(i, End::Exited(exit));
+    }
+
+    /// A yielding program that someone now waits for (a conflicting ticket
+    /// behind its own) is stopped gracefully and will queue again.
+    fn yield_if_waited_for(&mut self, i: usize) {
+        if !self.specs[i].yields || self.stopped_by.is_some() {
+            return;
+        }
+        let signal = self.specs[i].stop_signal;
+        let timeout = self.opts.stop_timeout;
+        let prefix = self.prefix(i);
+        let State::Running(r) = &mut self.states[i] else {
+            return;
+        };
+        if r.yielding || r.stop_requested || r.exit.is_some() {
+            return;
+        }
+        let behind = r.held.waiting_behind();
+        let Some((database, who)) = behind.first() else {
+            return;
+        };
+        if crate::procfs::start_time(r.pid) == Some(r.start_time) {
+            Group(r.pid).signal(signal);
+        }
+        r.yielding = true;
+        let at = Instant::now() + timeout;
+        r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
+        let who = match who {
+            Holder::Program {
+                program, pid, mode, ..
+            } => format!("{program} (pid {pid}), which waits to {mode}"),
+            other => other.to_string(),
+        };
+        tracing::info!(
+            "{prefix}yielding {} to {who}: stopping it ({}), back when it is done",
+            database.display(),
+            signals::name(signal)
+        );
     }
 
     /// A request from `dblaunch stop`.

@@ -48,6 +48,7 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
         stop_signal: libc::SIGTERM,
         restart: crate::manifest::Restart::No,
         max_restarts: 0,
+        yields: false,
     };
     let opts = Options {
         stop_timeout: args.wait.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),

@@ -119,6 +119,7 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
                 stop_signal: program.stop_signal,
                 restart: program.restart,
                 max_restarts: program.max_restarts,
+                yields: program.yields,
             })
         })
         .collect()

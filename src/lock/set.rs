@@ -393,6 +393,34 @@ impl Held {
             .collect()
     }
 
+    /// Live tickets queued after ours, in a mode that conflicts with ours:
+    /// who waits for us to let go.
+    pub fn waiting_behind(&self) -> Vec<(PathBuf, Holder)> {
+        let mut behind = Vec::new();
+        for (req, ticket, _) in &self.entries {
+            let mine = ticket.id();
+            let later: Vec<TicketId> = ticket
+                .queue()
+                .entries()
+                .into_iter()
+                .map(|e| e.id)
+                .filter(|id| id.number > mine.number && mine.mode.conflicts_with(id.mode))
+                .collect();
+            for h in ticket.queue().holders_among(&later) {
+                behind.push((req.db.path().to_path_buf(), h));
+            }
+        }
+        behind
+    }
+
+    /// The lock directories of these databases.
+    pub fn lock_dirs(&self) -> Vec<PathBuf> {
+        self.entries
+            .iter()
+            .map(|(_, t, _)| t.queue().dir().to_path_buf())
+            .collect()
+    }
+
     /// Records that the program running as `pid` now holds the locks.
     pub fn mark_holding(&mut self, pid: i32) {
         for (req, ticket, record) in &mut self.entries {

@@ -78,6 +78,8 @@ pub struct Program {
     /// Consecutive restarts (a run of 10 s or more resets the count)
     /// before dblaunch gives up.
     pub max_restarts: u32,
+    /// Gives way to conflicting waiters (stopped, then queued again).
+    pub yields: bool,
 }
 
 /// When a program that ended is started again.

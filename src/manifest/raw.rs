@@ -50,6 +50,9 @@ pub struct RawProgram {
     pub restart: Option<Spanned<String>>,
     /// Consecutive restarts before giving up.
     pub max_restarts: Option<Spanned<i64>>,
+    /// Stop gracefully when someone queues for its databases in a
+    /// conflicting mode, and come back after them.
+    pub yields: Option<bool>,
 }
 
 /// The sections, in document order.
@@ -65,7 +68,7 @@ pub struct Raw {
 }
 
 const SETTINGS_KEYS: [&str; 2] = ["stop_timeout", "wait"];
-const PROGRAM_KEYS: [&str; 9] = [
+const PROGRAM_KEYS: [&str; 10] = [
     "command",
     "cwd",
     "env",
@@ -75,6 +78,7 @@ const PROGRAM_KEYS: [&str; 9] = [
     "stop_signal",
     "restart",
     "max_restarts",
+    "yields",
 ];
 
 fn unknown_keys(

@@ -429,6 +429,7 @@ fn program(
         stop_signal,
         restart,
         max_restarts,
+        yields: rp.yields.unwrap_or(false),
     }
 }
 

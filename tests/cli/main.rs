@@ -20,6 +20,7 @@ mod run;
 mod signals;
 mod status_stop;
 mod terminal;
+mod yields;
 
 use std::fs;
 use std::path::{Path, PathBuf};
