@@ -19,13 +19,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 pub struct Cli {
     /// The manifest [default: $DBLAUNCH_FILE, else the nearest dblaunch.toml
     /// in this directory or a parent]
-    #[arg(
-        short = 'f',
-        long = "file",
-        global = true,
-        env = "DBLAUNCH_FILE",
-        value_name = "FILE"
-    )]
+    // Not global: after `logs`, `-f` means --follow, as with tail.
+    #[arg(short = 'f', long = "file", env = "DBLAUNCH_FILE", value_name = "FILE")]
     pub file: Option<PathBuf>,
 
     /// More detail about what dblaunch does (-vv for even more)
@@ -44,6 +39,14 @@ pub struct Cli {
 pub enum Command {
     /// Run programs and groups of the manifest in the foreground
     Run(RunArgs),
+    /// Like run, but in the background; returns once every program started
+    Start(RunArgs),
+    /// Show the output of programs started with `start`
+    Logs(LogsArgs),
+    /// List the programs of this manifest that run under any dblaunch
+    Ps,
+    /// Stop programs gracefully and start them again
+    Restart(RestartArgs),
     /// Run one command under database locks, no manifest needed
     Exec(ExecArgs),
     /// Show who holds and who waits for each database
@@ -99,6 +102,32 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub wait: WaitArgs,
+
+    /// Internal (`start`): output to .dblaunch/logs, readiness to a pipe
+    #[arg(long, hide = true)]
+    pub detached: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they come, like tail -f
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// How many of the last lines of each program to show first
+    #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+    pub lines: usize,
+
+    /// Programs [default: every program with a log]
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Programs or groups to restart
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -29,15 +29,41 @@ pub const DIR: &str = ".dblaunch";
 /// A stop request as the supervisor receives it.
 #[derive(Debug)]
 pub struct Request {
+    pub action: Action,
     /// Program names; empty: all.
-    pub stop: Vec<String>,
-    /// Lines for the `stop` command; dropping every sender ends the reply.
+    pub programs: Vec<String>,
+    /// Lines for the asking command; dropping every sender ends the reply.
     pub reply: Sender<String>,
+}
+
+/// What a control client asks of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Stop programs gracefully.
+    Stop,
+    /// Stop programs and start them again (queueing for their locks).
+    Restart,
+    /// One JSON line per program: see [`ProgramState`].
+    Ps,
+}
+
+/// A program as `dblaunch ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramState {
+    pub program: String,
+    pub state: String,
+    pub pid: Option<i32>,
+    pub uptime_ms: Option<u64>,
+    pub restarts: u32,
+    pub holds: Vec<String>,
+    pub awaits: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Wire {
-    stop: Vec<String>,
+    action: Action,
+    programs: Vec<String>,
 }
 
 /// A run found in the project directory, validated against /proc.
@@ -168,12 +194,13 @@ fn serve(stream: UnixStream, notifier: &Notifier) {
     }
     let mut out = &stream;
     let Ok(wire) = serde_json::from_str::<Wire>(&line) else {
-        let _ = writeln!(out, "error: not a dblaunch stop request");
+        let _ = writeln!(out, "error: not a dblaunch control request");
         return;
     };
     let (reply, replies) = mpsc::channel();
     notifier.send(Event::Control(Request {
-        stop: wire.stop,
+        action: wire.action,
+        programs: wire.programs,
         reply,
     }));
     for r in replies {
@@ -220,9 +247,14 @@ pub fn runs(project: &Path, mut stale: impl FnMut(&Path, String)) -> Vec<Run> {
     found
 }
 
-/// Asks `run` to stop `programs` (all when empty); calls `line` with each
-/// line of its answer until it is done.
-pub fn stop(run: &Run, programs: &[String], mut line: impl FnMut(&str)) -> io::Result<()> {
+/// Asks `run` to do `action` to `programs` (all when empty); calls `line`
+/// with each line of its answer until it is done.
+pub fn ask(
+    run: &Run,
+    action: Action,
+    programs: &[String],
+    mut line: impl FnMut(&str),
+) -> io::Result<()> {
     let dir = open_dir(run.socket.parent().unwrap_or(Path::new(".")))?;
     let name = run
         .socket
@@ -232,7 +264,8 @@ pub fn stop(run: &Run, programs: &[String], mut line: impl FnMut(&str)) -> io::R
         .into_owned();
     let mut stream = UnixStream::connect(short_path(&dir, &name))?;
     let request = serde_json::to_string(&Wire {
-        stop: programs.to_vec(),
+        action,
+        programs: programs.to_vec(),
     })
     .expect("a request always serialises");
     writeln!(stream, "{request}")?;

@@ -41,6 +41,10 @@ pub fn run() -> u8 {
     let result = match cli.command {
         Command::Exec(args) => cmd::exec::execute(args),
         Command::Run(args) => cmd::run::execute(cli.file.as_deref(), args),
+        Command::Start(args) => cmd::start::execute(cli.file.as_deref(), args),
+        Command::Logs(args) => cmd::logs::execute(cli.file.as_deref(), args),
+        Command::Ps => cmd::ps::execute(cli.file.as_deref()),
+        Command::Restart(args) => cmd::stop::restart(cli.file.as_deref(), args),
         Command::Status(args) => cmd::status::execute(cli.file.as_deref(), args),
         Command::Stop(args) => cmd::stop::execute(cli.file.as_deref(), args),
         Command::Check => cmd::check::execute(cli.file.as_deref()),

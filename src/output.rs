@@ -5,7 +5,10 @@
 //! stdout and stderr, so lines never interleave mid-line, and a pipe is read
 //! to its end, so nothing a program printed before exiting is lost.
 
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -19,8 +22,24 @@ pub struct Output {
     width: usize,
     colour_out: bool,
     colour_err: bool,
-    lock: Mutex<()>,
+    sink: Mutex<Sink>,
 }
+
+/// Where lines go.
+enum Sink {
+    /// dblaunch's stdout and stderr, prefixed.
+    Terminal,
+    /// A detached run: `DIR/NAME.log` per program, both streams, unprefixed
+    /// (`dblaunch logs` adds the prefix), rotated at [`LOG_CAP`].
+    Files {
+        dir: PathBuf,
+        open: HashMap<String, (File, u64)>,
+    },
+}
+
+/// A log file larger than this is renamed to `NAME.log.1` (replacing the
+/// previous one) and started afresh.
+pub const LOG_CAP: u64 = 5 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -35,11 +54,31 @@ impl Output {
             width: names.map(|n| n.chars().count()).max().unwrap_or(0),
             colour_out: !no_colour && io::stdout().is_terminal(),
             colour_err: !no_colour && io::stderr().is_terminal(),
-            lock: Mutex::new(()),
+            sink: Mutex::new(Sink::Terminal),
         })
     }
 
+    /// Output of a detached run: one log file per program in `dir`.
+    pub fn to_files(dir: PathBuf) -> io::Result<Arc<Output>> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Arc::new(Output {
+            width: 0,
+            colour_out: false,
+            colour_err: false,
+            sink: Mutex::new(Sink::Files {
+                dir,
+                open: HashMap::new(),
+            }),
+        }))
+    }
+
     fn prefix(&self, name: &str, index: usize, stream: Stream) -> Vec<u8> {
+        if matches!(
+            *self.sink.lock().unwrap_or_else(|p| p.into_inner()),
+            Sink::Files { .. }
+        ) {
+            return Vec::new();
+        }
         let colour = match stream {
             Stream::Stdout => self.colour_out,
             Stream::Stderr => self.colour_err,
@@ -52,8 +91,32 @@ impl Output {
         }
     }
 
-    fn write_line(&self, stream: Stream, line: &[u8]) {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+    fn write_line(&self, name: &str, stream: Stream, line: &[u8]) {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        if let Sink::Files { dir, open } = &mut *sink {
+            let path = dir.join(format!("{name}.log"));
+            if !open.contains_key(name) {
+                let Ok(f) = OpenOptions::new().create(true).append(true).open(&path) else {
+                    return;
+                };
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                open.insert(name.to_owned(), (f, size));
+            }
+            let Some((f, size)) = open.get_mut(name) else {
+                return;
+            };
+            if *size + line.len() as u64 > LOG_CAP && *size > 0 {
+                let _ = std::fs::rename(&path, dir.join(format!("{name}.log.1")));
+                if let Ok(fresh) = OpenOptions::new().create(true).append(true).open(&path) {
+                    *f = fresh;
+                    *size = 0;
+                }
+            }
+            if f.write_all(line).is_ok() {
+                *size += line.len() as u64;
+            }
+            return;
+        }
         // A closed stdout (`dblaunch run x | head`) must not stop the run.
         let _ = match stream {
             Stream::Stdout => {
@@ -77,6 +140,7 @@ impl Output {
     ) -> io::Result<Pump> {
         let me = Arc::clone(self);
         let prefix = self.prefix(name, index, stream);
+        let owned_name = name.to_owned();
         let (alive, done) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name(format!("dblaunch-out-{name}"))
@@ -98,7 +162,7 @@ impl Output {
                         if line.last() != Some(&b'\n') {
                             line.push(b'\n');
                         }
-                        me.write_line(stream, &line);
+                        me.write_line(&owned_name, stream, &line);
                     }
                 }
             })?;

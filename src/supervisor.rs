@@ -78,6 +78,11 @@ pub struct Options {
     pub announce: bool,
     /// The project directory: listen there for `dblaunch stop`.
     pub control: Option<PathBuf>,
+    /// A detached run: program output goes to `NAME.log` files here.
+    pub logs: Option<PathBuf>,
+    /// A detached run: tell `dblaunch start` here how each program started,
+    /// then close it.
+    pub ready: Option<std::fs::File>,
 }
 
 /// How each program ended, and the run's exit status.
@@ -144,6 +149,8 @@ struct Running {
     stop_requested: bool,
     /// It is being stopped to let a waiter in; it queues again after.
     yielding: bool,
+    /// `dblaunch restart` asked for it: queue again once it has ended.
+    restart_requested: bool,
     replies: Vec<std::sync::mpsc::Sender<String>>,
     held: Held,
     started: Instant,
@@ -181,13 +188,19 @@ impl<'a> Supervisor<'a> {
         let _ = nix::sys::prctl::set_child_subreaper(true);
         // One program keeps dblaunch's stdio (and the terminal); several
         // get prefixed pipes.
-        let (output, terminal) = if specs.len() == 1 {
-            (None, foreground_terminal())
-        } else {
-            (
+        let (output, terminal) = match &opts.logs {
+            Some(dir) => (
+                Some(Output::to_files(dir.clone()).map_err(|source| Error::Io {
+                    action: format!("create the log directory {}", dir.display()),
+                    source,
+                })?),
+                None,
+            ),
+            None if specs.len() == 1 => (None, foreground_terminal()),
+            None => (
                 Some(Output::new(specs.iter().map(|s| s.name.as_str()))),
                 None,
-            )
+            ),
         };
         if terminal.is_some() {
             ignore_terminal_stops();
@@ -245,6 +258,7 @@ impl<'a> Supervisor<'a> {
     pub fn run(mut self) -> Report {
         loop {
             self.step_all();
+            self.report_ready();
             if self.states.iter().all(|s| matches!(s, State::Done(_))) {
                 break;
             }
@@ -644,6 +658,7 @@ impl<'a> Supervisor<'a> {
             start_time: crate::procfs::start_time(child.pid).unwrap_or_default(),
             stop_requested: false,
             yielding: false,
+            restart_requested: false,
             replies: Vec::new(),
             held,
             started: Instant::now(),
@@ -712,6 +727,21 @@ impl<'a> Supervisor<'a> {
             self.finish(i, End::Stopped);
             return;
         }
+        if r.restart_requested && self.stopped_by.is_none() {
+            tracing::info!("{}{how} after {after}; starting it again", self.prefix(i));
+            for reply in &r.replies {
+                let _ = reply.send(format!(
+                    "{name} (pid {}) {how} after {after}; starting it again",
+                    r.pid
+                ));
+            }
+            self.restarts[i] = 0;
+            self.states[i] = State::Backoff {
+                until: Instant::now(),
+                last: exit,
+            };
+            return;
+        }
         if r.yielding && self.stopped_by.is_none() {
             tracing::info!(
                 "{}yielded ({how} after {after}); queueing again behind the waiters",
@@ -756,6 +786,50 @@ impl<'a> Supervisor<'a> {
         self.finish(i, End::Exited(exit));
     }
 
+    /// For `dblaunch start`: once every program has started or failed to,
+    /// say how each did and close the pipe.
+    fn report_ready(&mut self) {
+        if self.opts.ready.is_none() {
+            return;
+        }
+        let settled = self.states.iter().all(|s| {
+            matches!(
+                s,
+                State::Running(_) | State::Done(_) | State::Backoff { .. }
+            )
+        });
+        if !settled {
+            return;
+        }
+        let mut lines = String::new();
+        for (i, s) in self.states.iter().enumerate() {
+            let name = &self.specs[i].name;
+            lines += &match s {
+                State::Running(r) => format!("started {name} (pid {})\n", r.pid),
+                State::Backoff { last, .. } => format!(
+                    "started {name}; it exited ({}) and will restart\n",
+                    last.status()
+                ),
+                State::Done(End::Exited(k)) => {
+                    format!("started {name}; it has already exited {}\n", k.status())
+                }
+                State::Done(End::Failed(c)) => format!(
+                    "failed {name}: it could not start (status {c}); see .dblaunch/dblaunch.log\n"
+                ),
+                State::Done(End::Skipped) => {
+                    format!("failed {name}: not started, a program it runs after failed\n")
+                }
+                State::Done(End::NotStarted | End::Stopped) => {
+                    format!("failed {name}: stopped before it started\n")
+                }
+                _ => String::new(),
+            };
+        }
+        if let Some(mut f) = self.opts.ready.take() {
+            let _ = f.write_all(lines.as_bytes());
+        }
+    }
+
     /// A yielding program that someone now waits for (a conflicting ticket
     /// behind its own) is stopped gracefully and will queue again.
     fn yield_if_waited_for(&mut self, i: usize) {
@@ -796,8 +870,122 @@ impl<'a> Supervisor<'a> {
 
     /// A request from `dblaunch stop`.
     fn control(&mut self, request: crate::control::Request) {
+        use crate::control::Action;
+        match request.action {
+            Action::Ps => self.ps(&request.reply),
+            Action::Restart => self.restart(request),
+            Action::Stop => self.stop_request(request),
+        }
+    }
+
+    /// One JSON line per program for `dblaunch ps`.
+    fn ps(&self, reply: &std::sync::mpsc::Sender<String>) {
+        for (i, state) in self.states.iter().enumerate() {
+            let spec = &self.specs[i];
+            let paths = |reqs: &mut dyn Iterator<Item = &Request>| -> Vec<String> {
+                reqs.map(|r| format!("{} ({})", r.db.path().display(), r.mode))
+                    .collect()
+            };
+            let (state, pid, uptime, holds, awaits) = match state {
+                State::Pending => ("waiting for `after`".to_owned(), None, None, vec![], vec![]),
+                State::Queued { .. } => (
+                    "queued".to_owned(),
+                    None,
+                    None,
+                    vec![],
+                    paths(&mut spec.locks.iter()),
+                ),
+                State::Foreign { held, .. } => (
+                    "waiting for a process outside dblaunch".to_owned(),
+                    None,
+                    None,
+                    paths(&mut held.requests()),
+                    vec![],
+                ),
+                State::Running(r) => (
+                    if r.yielding {
+                        "yielding".to_owned()
+                    } else if r.stop_requested || r.restart_requested || r.kill_at.is_some() {
+                        "stopping".to_owned()
+                    } else {
+                        "running".to_owned()
+                    },
+                    Some(r.pid),
+                    Some(r.started.elapsed().as_millis() as u64),
+                    paths(&mut r.held.requests()),
+                    vec![],
+                ),
+                State::Backoff { .. } => {
+                    ("waiting to restart".to_owned(), None, None, vec![], vec![])
+                }
+                State::Done(e) => (
+                    match e {
+                        End::Exited(k) => format!("exited {}", k.status()),
+                        End::Failed(c) => format!("failed ({c})"),
+                        End::Skipped => "not started (an `after` program failed)".to_owned(),
+                        End::NotStarted => "not started".to_owned(),
+                        End::Stopped => "stopped".to_owned(),
+                    },
+                    None,
+                    None,
+                    vec![],
+                    vec![],
+                ),
+            };
+            let line = crate::control::ProgramState {
+                program: spec.name.clone(),
+                state,
+                pid,
+                uptime_ms: uptime,
+                restarts: self.restarts[i],
+                holds,
+                awaits,
+            };
+            let _ = reply.send(serde_json::to_string(&line).expect("a state always serialises"));
+        }
+    }
+
+    /// `dblaunch restart NAME`: stop it gracefully and start it again.
+    fn restart(&mut self, request: crate::control::Request) {
         let reply = request.reply;
-        let wanted = |name: &str| request.stop.is_empty() || request.stop.iter().any(|s| s == name);
+        let timeout = self.opts.stop_timeout;
+        for i in 0..self.states.len() {
+            let name = self.specs[i].name.clone();
+            if !request.programs.is_empty() && !request.programs.contains(&name) {
+                continue;
+            }
+            let signal = self.specs[i].stop_signal;
+            match &mut self.states[i] {
+                State::Running(r) if r.exit.is_none() => {
+                    if crate::procfs::start_time(r.pid) == Some(r.start_time) {
+                        Group(r.pid).signal(signal);
+                    }
+                    r.restart_requested = true;
+                    let at = Instant::now() + timeout;
+                    r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
+                    r.replies.push(reply.clone());
+                    tracing::info!("{name}: restarting on request ({})", signals::name(signal));
+                    let _ = reply.send(format!("stopping {name} (pid {}) to restart it", r.pid));
+                }
+                State::Done(_) if self.stopped_by.is_none() => {
+                    tracing::info!("{name}: started again on request");
+                    let _ = reply.send(format!("{name} had ended; starting it again"));
+                    self.states[i] = State::Backoff {
+                        until: Instant::now(),
+                        last: ExitKind::Code(0),
+                    };
+                }
+                _ => {
+                    let _ = reply.send(format!("{name} is not running yet; nothing to restart"));
+                }
+            }
+        }
+    }
+
+    fn stop_request(&mut self, request: crate::control::Request) {
+        let reply = request.reply;
+        let wanted =
+            |name: &str| request.programs.is_empty() || request.programs.iter().any(|s| s == name);
         let mut matched = false;
         for i in 0..self.states.len() {
             let name = self.specs[i].name.clone();
@@ -852,7 +1040,7 @@ impl<'a> Supervisor<'a> {
                     self.finish(i, End::Stopped);
                 }
                 State::Done(_) => {
-                    if !request.stop.is_empty() {
+                    if !request.programs.is_empty() {
                         let _ = reply.send(format!("{name} is not running any more"));
                     }
                 }
@@ -862,7 +1050,7 @@ impl<'a> Supervisor<'a> {
             let _ = reply.send(format!(
                 "this run (pid {}) has none of: {}",
                 std::process::id(),
-                request.stop.join(", ")
+                request.programs.join(", ")
             ));
         }
     }

@@ -55,6 +55,8 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
         wait: args.wait.limit(),
         announce: false,
         control: None,
+        logs: None,
+        ready: None,
     };
     let specs = [spec];
     Ok(Supervisor::new(&specs, opts)?.run().status)

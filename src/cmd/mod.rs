@@ -4,7 +4,10 @@
 pub mod check;
 pub mod docs;
 pub mod exec;
+pub mod logs;
 pub mod probe;
+pub mod ps;
 pub mod run;
+pub mod start;
 pub mod status;
 pub mod stop;

@@ -35,6 +35,14 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
             );
         }
     }
+    let (logs, ready) = if args.detached {
+        (
+            Some(super::start::logs_dir(&manifest)),
+            super::start::ready_pipe(),
+        )
+    } else {
+        (None, None)
+    };
     let opts = Options {
         stop_timeout: args
             .wait
@@ -43,6 +51,8 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
         wait: args.wait.limit().or(manifest.settings.wait),
         announce: true,
         control: Some(manifest.dir.clone()),
+        logs,
+        ready,
     };
     Ok(Supervisor::new(&specs, opts)?.run().status)
 }

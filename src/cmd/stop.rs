@@ -6,16 +6,25 @@
 
 use std::path::Path;
 
-use crate::cli::StopArgs;
+use crate::cli::{RestartArgs, StopArgs};
 use crate::control;
 use crate::error::Error;
 
 pub fn execute(file: Option<&Path>, args: StopArgs) -> Result<u8, Error> {
+    ask(file, control::Action::Stop, &args.targets)
+}
+
+/// `dblaunch restart TARGET...`: the same way, but they start again.
+pub fn restart(file: Option<&Path>, args: RestartArgs) -> Result<u8, Error> {
+    ask(file, control::Action::Restart, &args.targets)
+}
+
+fn ask(file: Option<&Path>, action: control::Action, targets: &[String]) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
-    let programs: Vec<String> = if args.targets.is_empty() {
+    let programs: Vec<String> = if targets.is_empty() {
         Vec::new()
     } else {
-        super::run::targets_with(&manifest, &args.targets, false)?
+        super::run::targets_with(&manifest, targets, false)?
             .into_iter()
             .map(|i| manifest.programs[i].name.clone())
             .collect()
@@ -25,7 +34,7 @@ pub fn execute(file: Option<&Path>, args: StopArgs) -> Result<u8, Error> {
     });
     let mut said = false;
     for run in &runs {
-        let outcome = control::stop(run, &programs, |line| {
+        let outcome = control::ask(run, action, &programs, |line| {
             said = true;
             println!("{line}");
         });
@@ -40,7 +49,14 @@ pub fn execute(file: Option<&Path>, args: StopArgs) -> Result<u8, Error> {
     if runs.is_empty() {
         println!("nothing of {} is running", manifest.path.display());
     } else if !said {
-        println!("nothing to stop");
+        println!(
+            "nothing to {}",
+            if action == control::Action::Stop {
+                "stop"
+            } else {
+                "restart"
+            }
+        );
     }
     Ok(0)
 }

@@ -5,4 +5,4 @@ mod group;
 mod spawn;
 
 pub use group::{ExitKind, Group, reap_exited};
-pub use spawn::{Child, Launch, Stdio, spawn};
+pub use spawn::{Child, Launch, READY_FD_ENV, Stdio, spawn};

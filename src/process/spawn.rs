@@ -9,6 +9,9 @@ use std::process::{ChildStderr, ChildStdout, Command};
 
 use crate::error::SpawnError;
 
+/// How `dblaunch start` hands its detached run the pipe to report on.
+pub const READY_FD_ENV: &str = "DBLAUNCH_READY_FD";
+
 /// What the program's stdout and stderr are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stdio {
@@ -59,6 +62,8 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
         cmd.current_dir(cwd);
     }
     cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    // Internal to `dblaunch start`; the descriptor is not inherited either.
+    cmd.env_remove(READY_FD_ENV);
     if launch.stdio == Stdio::Piped {
         cmd.stdout(std::process::Stdio::piped());
         cmd.stderr(std::process::Stdio::piped());

@@ -8,6 +8,7 @@ mod bad_input;
 mod chaos;
 mod crash;
 mod demo;
+mod detached;
 mod duckdb;
 mod exclusion;
 mod exit_codes;
