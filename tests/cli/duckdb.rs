@@ -51,7 +51,7 @@ fn setup(env: &Env, yields: bool) {
 }
 
 #[test]
-fn duckdb_writers_get_in_while_a_yielding_app_holds_a_read_connection() {
+fn duckdb_writers_get_in_while_a_yielding_app_started_in_the_background_holds_a_read_connection() {
     if !duckdb_available() {
         eprintln!("skipped: python3 cannot import duckdb (pip install duckdb)");
         return;
@@ -103,32 +103,35 @@ fn duckdb_writers_get_in_while_a_yielding_app_holds_a_read_connection() {
     app.kill().unwrap();
     app.wait().unwrap();
 
-    // With `yields = true`, under `dblaunch run`: every write lands, and
-    // the app is back serving (and sees it) after each one.
+    // Under dblaunch without `yields`: the writer queues behind the app,
+    // and --wait ends it with 75, naming the app.
+    let o = env.run(&["start", "app"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stdout));
+    let o = env.run(&[
+        "exec",
+        "--wait",
+        "500ms",
+        "--write",
+        "data.duckdb",
+        "--",
+        "python3",
+        "writer.py",
+    ]);
+    assert_eq!(code(&o), 75);
+    assert!(text(&o.stderr).contains("app (pid"), "{}", text(&o.stderr));
+    assert!(text(&env.run(&["stop"]).stdout).contains("stopped app"));
+
+    // With `yields = true`, started in the background: every write lands,
+    // and the app is back serving (and sees it) after each one.
     setup(&env, true);
-    let mut run = env
-        .cmd(&["run", "app"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let out = run.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        })
-    };
+    let o = env.run(&["start", "app"]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    let log = env.path(".dblaunch/logs/app.log");
     let served = |n: usize| {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| *l == format!("serving {n}"))
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == format!("serving {n}"))
     };
     // One row from each setup so far.
     wait_until("the app to serve", || served(2));
@@ -152,11 +155,19 @@ fn duckdb_writers_get_in_while_a_yielding_app_holds_a_read_connection() {
             served(n)
         });
     }
-    env.run(&["stop"]);
-    let status = wait_status(&mut run);
-    reader.join().unwrap();
-    let err = stderr_of(&mut run);
-    assert_eq!(status.code(), Some(0), "{err}");
-    assert!(err.contains("yielding"), "{err}");
-    assert!(!err.contains("Could not set lock"), "{err}");
+    // ps and logs tell the story.
+    let ps = text(&env.run(&["ps"]).stdout);
+    assert!(
+        ps.contains("app") && ps.contains("running") && ps.contains("data.duckdb (read)"),
+        "{ps}"
+    );
+    let logs = text(&env.run(&["logs", "-n", "1000", "app"]).stdout);
+    assert!(logs.contains("app | serving 5"), "{logs}");
+    let story = fs::read_to_string(env.path(".dblaunch/dblaunch.log")).unwrap();
+    assert_eq!(story.matches("yielding").count(), 3, "{story}");
+    assert!(!logs.contains("Could not set lock") && !story.contains("Could not set lock"));
+    assert!(text(&env.run(&["stop"]).stdout).contains("stopped app"));
+    wait_until("nothing left", || {
+        processes_naming(&env.dir.path().display().to_string()).is_empty()
+    });
 }
