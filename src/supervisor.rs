@@ -161,6 +161,21 @@ struct Running {
     pumps: Vec<Pump>,
 }
 
+impl Running {
+    /// Sends `signal` to the program's group and schedules SIGKILL after
+    /// `timeout`. The pid is our child until we reap it, so it cannot be
+    /// another process's; it is checked against its start time all the same,
+    /// as before any signal (after the exit, what is signalled is the group
+    /// of its leftovers, which keeps the id reserved while it exists).
+    fn ask_to_stop(&mut self, signal: i32, timeout: Duration) {
+        if self.exit.is_some() || crate::procfs::start_time(self.pid) == Some(self.start_time) {
+            Group(self.pid).signal(signal);
+        }
+        let at = Instant::now() + timeout;
+        self.kill_at = Some(self.kill_at.map_or(at, |k| k.min(at)));
+    }
+}
+
 pub struct Supervisor<'a> {
     specs: &'a [Spec],
     opts: Options,
@@ -849,12 +864,8 @@ impl<'a> Supervisor<'a> {
         let Some((database, who)) = behind.first() else {
             return;
         };
-        if crate::procfs::start_time(r.pid) == Some(r.start_time) {
-            Group(r.pid).signal(signal);
-        }
+        r.ask_to_stop(signal, timeout);
         r.yielding = true;
-        let at = Instant::now() + timeout;
-        r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
         let who = match who {
             Holder::Program {
                 program, pid, mode, ..
@@ -957,12 +968,8 @@ impl<'a> Supervisor<'a> {
             let signal = self.specs[i].stop_signal;
             match &mut self.states[i] {
                 State::Running(r) if r.exit.is_none() => {
-                    if crate::procfs::start_time(r.pid) == Some(r.start_time) {
-                        Group(r.pid).signal(signal);
-                    }
+                    r.ask_to_stop(signal, timeout);
                     r.restart_requested = true;
-                    let at = Instant::now() + timeout;
-                    r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
                     r.replies.push(reply.clone());
                     tracing::info!("{name}: restarting on request ({})", signals::name(signal));
                     let _ = reply.send(format!("stopping {name} (pid {}) to restart it", r.pid));
@@ -999,15 +1006,7 @@ impl<'a> Supervisor<'a> {
                 State::Running(r) => {
                     if !r.stop_requested {
                         r.stop_requested = true;
-                        // Our child until we reap it, so its pid cannot be
-                        // another process's; still, check, as for any signal.
-                        let ours = r.exit.is_some()
-                            || crate::procfs::start_time(r.pid) == Some(r.start_time);
-                        if ours {
-                            Group(r.pid).signal(signal);
-                        }
-                        let at = Instant::now() + timeout;
-                        r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
+                        r.ask_to_stop(signal, timeout);
                         tracing::info!("{}: stopping on request ({})", name, signals::name(signal));
                         let _ = reply.send(format!(
                             "stopping {name} (pid {}) with {}; SIGKILL after {}",
@@ -1134,11 +1133,7 @@ impl<'a> Supervisor<'a> {
     fn stop_one(&mut self, i: usize, signal: i32) {
         let timeout = self.opts.stop_timeout;
         if let State::Running(r) = &mut self.states[i] {
-            if r.exit.is_some() || crate::procfs::start_time(r.pid) == Some(r.start_time) {
-                Group(r.pid).signal(signal);
-            }
-            let at = Instant::now() + timeout;
-            r.kill_at = Some(r.kill_at.map_or(at, |k| k.min(at)));
+            r.ask_to_stop(signal, timeout);
         }
     }
 
