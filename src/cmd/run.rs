@@ -15,7 +15,14 @@ use crate::supervisor::{Options, Spec, Supervisor};
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
     let chosen = targets(&manifest, &args.targets)?;
-    let specs = specs(&manifest, &chosen)?;
+    let mut specs = specs(&manifest, &chosen)?;
+    // `.env` beside the manifest: for every program, under its own `env`.
+    let dotenv = crate::manifest::dotenv::load(&manifest.dir)?;
+    for spec in &mut specs {
+        let mut env = dotenv.clone();
+        env.append(&mut spec.env);
+        spec.env = env;
+    }
     for (i, &p) in chosen.iter().enumerate() {
         let pulled_in = !args
             .targets

@@ -2,6 +2,7 @@
 //! shaped like the TOML (`raw`), and checking it into the validated model
 //! (`model`, `validate`), every error with its line and column (`error`).
 
+pub mod dotenv;
 mod error;
 mod model;
 mod raw;

@@ -318,3 +318,24 @@ fn a_busy_database_past_the_manifests_wait_fails_that_program_with_75() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn a_dotenv_file_reaches_every_program_under_its_own_env() {
+    let env = Env::new();
+    manifest(
+        &env,
+        "[programs.p]\ncommand = \"echo $GREETING $OTHER\"\nenv = { GREETING = \"hi\" }\n",
+    );
+    fs::write(
+        env.path(".env"),
+        "# shared\nGREETING=from-dotenv\nexport OTHER='x y'\n",
+    )
+    .unwrap();
+    let o = env.run(&["-q", "run", "p"]);
+    assert_eq!(text(&o.stdout), "hi x y\n", "{}", text(&o.stderr));
+    fs::write(env.path(".env"), "GOOD=1\nthis is not a pair\n").unwrap();
+    let o = env.run(&["run", "p"]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains(".env:2:1"), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).is_empty(), "nothing started");
+}
