@@ -44,21 +44,6 @@ pub struct Spec {
     pub yields: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_100ms_up_to_30s() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(4), Duration::from_millis(800));
-        assert_eq!(backoff(9), Duration::from_millis(25_600));
-        assert_eq!(backoff(10), Duration::from_secs(30));
-        assert_eq!(backoff(1000), Duration::from_secs(30));
-    }
-}
-
 /// A run at least this long resets the count of consecutive restarts.
 const STABLE_RUN: Duration = Duration::from_secs(10);
 
@@ -85,15 +70,9 @@ pub struct Options {
     pub ready: Option<std::fs::File>,
 }
 
-/// How each program ended, and the run's exit status.
-#[derive(Debug)]
-pub struct Report {
-    pub status: u8,
-    pub ends: Vec<End>,
-}
-
+/// How a program ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum End {
+enum End {
     Exited(ExitKind),
     /// It could not be started or its locks not taken; the code is the
     /// status the spec gives for why (75, 126, 127, 1).
@@ -194,7 +173,7 @@ pub struct Supervisor<'a> {
 
 impl<'a> Supervisor<'a> {
     pub fn new(specs: &'a [Spec], opts: Options) -> Result<Supervisor<'a>, Error> {
-        let events = Events::new().map_err(|source| Error::Io {
+        let mut events = Events::new().map_err(|source| Error::Io {
             action: "install signal handlers".to_owned(),
             source,
         })?;
@@ -221,7 +200,6 @@ impl<'a> Supervisor<'a> {
             ignore_terminal_stops();
         }
         let started = Instant::now();
-        let mut events = events;
         for spec in specs.iter().filter(|s| s.yields) {
             for req in &spec.locks {
                 let watched = crate::lock::Queue::open(&req.db)
@@ -269,8 +247,8 @@ impl<'a> Supervisor<'a> {
         })
     }
 
-    /// Runs every program to its end.
-    pub fn run(mut self) -> Report {
+    /// Runs every program to its end; returns the run's exit status.
+    pub fn run(mut self) -> u8 {
         loop {
             self.step_all();
             self.report_ready();
@@ -301,20 +279,11 @@ impl<'a> Supervisor<'a> {
             take_terminal_back(tty);
         }
         reap_exited();
-        let ends: Vec<End> = self
-            .states
-            .into_iter()
-            .map(|s| match s {
-                State::Done(e) => e,
-                _ => End::NotStarted,
-            })
-            .collect();
-        let status = match (self.stopped_by, self.first_failure) {
+        match (self.stopped_by, self.first_failure) {
             (Some(sig), _) => ExitKind::Signal(sig).status(),
             (None, Some(code)) => code,
             (None, None) => 0,
-        };
-        Report { status, ends }
+        }
     }
 
     fn announce(&self, message: std::fmt::Arguments<'_>) {
@@ -879,7 +848,7 @@ impl<'a> Supervisor<'a> {
         );
     }
 
-    /// A request from `dblaunch stop`.
+    /// A request from `dblaunch stop`, `restart` or `ps`.
     fn control(&mut self, request: crate::control::Request) {
         use crate::control::Action;
         match request.action {
@@ -1287,5 +1256,20 @@ impl WaitLine {
         if self.tty && self.text.take().is_some() {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_100ms_up_to_30s() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(4), Duration::from_millis(800));
+        assert_eq!(backoff(9), Duration::from_millis(25_600));
+        assert_eq!(backoff(10), Duration::from_secs(30));
+        assert_eq!(backoff(1000), Duration::from_secs(30));
     }
 }

@@ -59,7 +59,7 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
         ready: None,
     };
     let specs = [spec];
-    Ok(Supervisor::new(&specs, opts)?.run().status)
+    Ok(Supervisor::new(&specs, opts)?.run())
 }
 
 fn requests(reads: &[PathBuf], writes: &[PathBuf], cwd: &Path) -> Result<Vec<Request>, LockError> {

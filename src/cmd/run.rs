@@ -61,7 +61,7 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
         logs,
         ready,
     };
-    Ok(Supervisor::new(&specs, opts)?.run().status)
+    Ok(Supervisor::new(&specs, opts)?.run())
 }
 
 /// The manifest's programs that `targets` stand for, or a usage error that

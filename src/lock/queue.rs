@@ -129,10 +129,6 @@ impl Queue {
         })
     }
 
-    pub fn database(&self) -> &Database {
-        &self.db
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -363,21 +359,6 @@ impl Queue {
             .filter(|e| e.live)
             .map(|e| e.holder())
             .collect()
-    }
-
-    /// Everyone who holds or waits for the database right now and conflicts
-    /// with `mode`, for a message.
-    pub fn conflicting_holders(&self, mode: Mode) -> Vec<Holder> {
-        let ids: Vec<TicketId> = self
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| mode.conflicts_with(t.mode))
-            .collect();
-        let mut holders = self.holders_among(&ids);
-        // Those that hold it first; then those queued ahead.
-        holders.sort_by_key(|h| !matches!(h, Holder::Program { holding: true, .. }));
-        holders
     }
 }
 

@@ -134,12 +134,6 @@ impl Record {
             && procfs::start_time(self.supervisor_pid) == Some(self.supervisor_start_time)
     }
 
-    /// How long ago `since` was, when it parses.
-    pub fn age(&self) -> Option<std::time::Duration> {
-        let since = humantime::parse_rfc3339(&self.since).ok()?;
-        SystemTime::now().duration_since(since).ok()
-    }
-
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec(self).expect("a record always serialises");
         out.push(b'\n');

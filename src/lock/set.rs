@@ -175,11 +175,6 @@ impl Pending {
         Ok(Step::Done)
     }
 
-    /// Who is ahead of us on the database we are blocked on.
-    pub fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
-        blocked_report(&self.requests, &self.shared)
-    }
-
     /// Finishes the acquisition in a thread of its own, which tells
     /// `notify` how it goes. The returned handle can cancel it.
     pub fn in_background(mut self, notify: impl Fn(Progress) + Send + 'static) -> Acquirer {
@@ -192,7 +187,7 @@ impl Pending {
             .spawn(move || match self.advance(true, &notify) {
                 Ok(Step::Done) => {
                     // A cancel that raced with the last wake-up: give back.
-                    let cancelled = shared_cancelled(&self.shared);
+                    let cancelled = self.shared.cancelled.load(Ordering::Acquire);
                     let held = self.into_held();
                     if cancelled {
                         held.release();
@@ -232,10 +227,6 @@ impl Pending {
 pub struct Acquirer {
     shared: Arc<Shared>,
     requests: Vec<Request>,
-}
-
-fn shared_cancelled(shared: &Shared) -> bool {
-    shared.cancelled.load(Ordering::Acquire)
 }
 
 impl Acquirer {
@@ -411,14 +402,6 @@ impl Held {
             }
         }
         behind
-    }
-
-    /// The lock directories of these databases.
-    pub fn lock_dirs(&self) -> Vec<PathBuf> {
-        self.entries
-            .iter()
-            .map(|(_, t, _)| t.queue().dir().to_path_buf())
-            .collect()
     }
 
     /// Records that the program running as `pid` now holds the locks.
