@@ -36,6 +36,13 @@ pub struct Request {
     pub reply: Sender<String>,
 }
 
+impl Request {
+    /// Whether the request concerns the program called `name`.
+    pub fn wants(&self, name: &str) -> bool {
+        self.programs.is_empty() || self.programs.iter().any(|p| p == name)
+    }
+}
+
 /// What a control client asks of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +60,8 @@ pub enum Action {
 pub struct ProgramState {
     pub program: String,
     pub state: String,
+    /// Running, or on its way to run (queued, waiting to restart …).
+    pub live: bool,
     pub pid: Option<i32>,
     pub uptime_ms: Option<u64>,
     pub restarts: u32,

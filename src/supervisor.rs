@@ -355,11 +355,7 @@ impl<'a> Supervisor<'a> {
             State::Queued { since, .. } => {
                 let since = *since;
                 if self.stopped_by.is_some() {
-                    if let State::Queued { acquirer, .. } =
-                        std::mem::replace(&mut self.states[i], State::Pending)
-                    {
-                        acquirer.cancel();
-                    }
+                    self.give_up_place(i);
                     self.finish(i, End::NotStarted);
                     return true;
                 }
@@ -388,12 +384,7 @@ impl<'a> Supervisor<'a> {
             } => {
                 let since = *since;
                 if self.stopped_by.is_some() {
-                    let State::Foreign { held, .. } =
-                        std::mem::replace(&mut self.states[i], State::Pending)
-                    else {
-                        unreachable!()
-                    };
-                    held.release();
+                    self.give_up_place(i);
                     self.finish(i, End::NotStarted);
                     return true;
                 }
@@ -491,6 +482,19 @@ impl<'a> Supervisor<'a> {
                 false
             }
             State::Done(_) => false,
+        }
+    }
+
+    /// Leaves the queue (or lets go of locks taken but not yet used) for a
+    /// program that will not start now; its state is Pending until the
+    /// caller says how it ended.
+    fn give_up_place(&mut self, i: usize) {
+        match std::mem::replace(&mut self.states[i], State::Pending) {
+            State::Queued { acquirer, .. } => acquirer.cancel(),
+            State::Foreign { held, .. } => {
+                held.release();
+            }
+            _ => {}
         }
     }
 
@@ -668,13 +672,13 @@ impl<'a> Supervisor<'a> {
             p.finish(until);
         }
         let name = self.specs[i].name.clone();
+        let after = round(r.started.elapsed());
         for req in r.held.requests() {
             tracing::debug!(
-                "{}held the {} lock on {} for {}",
+                "{}held the {} lock on {} for {after}",
                 self.prefix(i),
                 req.mode,
                 req.db.path().display(),
-                round(r.started.elapsed())
             );
         }
         for (database, pids) in r.held.release() {
@@ -696,7 +700,6 @@ impl<'a> Supervisor<'a> {
             ExitKind::Code(c) => format!("exited {c}"),
             ExitKind::Signal(s) => format!("killed by {}", signals::name(s)),
         };
-        let after = round(r.started.elapsed());
         if r.stop_requested {
             tracing::info!(
                 "{}stopped by `dblaunch stop`: {how} after {after}",
@@ -915,6 +918,7 @@ impl<'a> Supervisor<'a> {
             let line = crate::control::ProgramState {
                 program: spec.name.clone(),
                 state,
+                live: !matches!(self.states[i], State::Done(_)),
                 pid,
                 uptime_ms: uptime,
                 restarts: self.restarts[i],
@@ -927,11 +931,11 @@ impl<'a> Supervisor<'a> {
 
     /// `dblaunch restart NAME`: stop it gracefully and start it again.
     fn restart(&mut self, request: crate::control::Request) {
-        let reply = request.reply;
+        let reply = &request.reply;
         let timeout = self.opts.stop_timeout;
         for i in 0..self.states.len() {
             let name = self.specs[i].name.clone();
-            if !request.programs.is_empty() && !request.programs.contains(&name) {
+            if !request.wants(&name) {
                 continue;
             }
             let signal = self.specs[i].stop_signal;
@@ -959,13 +963,11 @@ impl<'a> Supervisor<'a> {
     }
 
     fn stop_request(&mut self, request: crate::control::Request) {
-        let reply = request.reply;
-        let wanted =
-            |name: &str| request.programs.is_empty() || request.programs.iter().any(|s| s == name);
+        let reply = &request.reply;
         let mut matched = false;
         for i in 0..self.states.len() {
             let name = self.specs[i].name.clone();
-            if !wanted(&name) {
+            if !request.wants(&name) {
                 continue;
             }
             matched = true;
@@ -991,13 +993,7 @@ impl<'a> Supervisor<'a> {
                 | State::Foreign { .. }
                 | State::Backoff { .. } => {
                     let restarting = matches!(self.states[i], State::Backoff { .. });
-                    match std::mem::replace(&mut self.states[i], State::Pending) {
-                        State::Queued { acquirer, .. } => acquirer.cancel(),
-                        State::Foreign { held, .. } => {
-                            held.release();
-                        }
-                        _ => {}
-                    }
+                    self.give_up_place(i);
                     self.wait_line.clear();
                     tracing::info!("{name}: stopped on request before it started");
                     let _ = reply.send(if restarting {

@@ -24,8 +24,13 @@ pub fn logs_dir(manifest: &Manifest) -> PathBuf {
 /// In the detached run: the pipe to `start`, from the descriptor it passed.
 pub fn ready_pipe() -> Option<File> {
     let fd: i32 = std::env::var(READY_FD_ENV).ok()?.parse().ok()?;
-    // Only a descriptor that is open and a pipe; never anything else.
-    let meta = nix::sys::stat::fstat(unsafe_borrow(fd)?).ok()?;
+    // SAFETY: fcntl(F_GETFD) only asks whether `fd` is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // Only a pipe; anything else is left alone.
+    // SAFETY: `fd` is open (checked above) and stays open for this fstat.
+    let meta = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).ok()?;
     if meta.st_mode & libc::S_IFMT != libc::S_IFIFO {
         return None;
     }
@@ -38,24 +43,6 @@ pub fn ready_pipe() -> Option<File> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     Some(file)
-}
-
-fn unsafe_borrow(fd: i32) -> Option<std::os::fd::BorrowedFd<'static>> {
-    // SAFETY: fcntl(F_GETFD) only asks whether `fd` is open; the borrow is
-    // used for one fstat right after, while nothing can close it.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return None;
-    }
-    // SAFETY: checked open just above.
-    Some(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
-}
-
-/// Live states, as `ps` reports them.
-pub fn is_live(state: &str) -> bool {
-    !(state.starts_with("exited")
-        || state.starts_with("failed")
-        || state.starts_with("not started")
-        || state == "stopped")
 }
 
 /// Every program of the manifest that runs under some dblaunch, with the
@@ -81,7 +68,7 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
         .collect();
     let already: Vec<String> = running(&manifest)
         .into_iter()
-        .filter(|(st, _)| names.contains(&st.program.as_str()) && is_live(&st.state))
+        .filter(|(st, _)| names.contains(&st.program.as_str()) && st.live)
         .map(|(st, run)| format!("{} ({}, in the run of pid {run})", st.program, st.state))
         .collect();
     if !already.is_empty() {

@@ -286,12 +286,7 @@ impl Queue {
     /// between their creation and their rename (their lock is free).
     fn remove_dead_temporaries(&self, names: &[String]) {
         for name in names {
-            let path = self.dir.join(name);
-            if let Ok(file) = open_ticket(&path) {
-                if let Ok(true) = kernel::lock(&file, Kind::Exclusive, false) {
-                    let _ = fs::remove_file(&path);
-                }
-            }
+            remove_if_unheld(&self.dir.join(name));
         }
     }
 
@@ -308,23 +303,7 @@ impl Queue {
 
     /// Under the gate: unlinks `id` if nobody holds it. True if it was dead.
     fn remove_if_dead(&self, id: TicketId) -> bool {
-        let path = self.ticket_path(id);
-        let file = match open_ticket(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                if is_planted_link(&e) {
-                    let _ = fs::remove_file(&path);
-                }
-                return true; // gone, or never a ticket
-            }
-        };
-        match kernel::lock(&file, Kind::Exclusive, false) {
-            Ok(true) => {
-                let _ = fs::remove_file(&path);
-                true
-            }
-            _ => false,
-        }
+        remove_if_unheld(&self.ticket_path(id))
     }
 
     /// Every ticket, oldest first, with whether it is live and its record.
@@ -484,14 +463,9 @@ impl Ticket {
         // moment (a couple of milliseconds at most) before going through
         // /proc/locks, which is machine-wide and slow to read.
         for _ in 0..20 {
-            let Ok(file) = open_ticket(&path) else {
-                return Release::Free;
-            };
-            if let Ok(true) = kernel::lock(&file, Kind::Exclusive, false) {
-                let _ = fs::remove_file(&path);
+            if remove_if_unheld(&path) {
                 return Release::Free;
             }
-            drop(file);
             std::thread::sleep(std::time::Duration::from_micros(100));
         }
         // Someone has it. Waiters hold *shared* locks for an instant as they
@@ -597,6 +571,28 @@ pub enum WaitOutcome {
 /// makes one, so someone planted it.
 fn is_planted_link(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// Unlinks the ticket file at `path` if nobody holds its lock (getting the
+/// exclusive lock is the proof). True if it is gone now, or was never a
+/// ticket: a planted symlink is removed (unlink never touches its target).
+fn remove_if_unheld(path: &Path) -> bool {
+    let file = match open_ticket(path) {
+        Ok(f) => f,
+        Err(e) => {
+            if is_planted_link(&e) {
+                let _ = fs::remove_file(path);
+            }
+            return true;
+        }
+    };
+    match kernel::lock(&file, Kind::Exclusive, false) {
+        Ok(true) => {
+            let _ = fs::remove_file(path);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn open_ticket(path: &Path) -> io::Result<File> {
