@@ -1120,7 +1120,7 @@ impl<'a> Supervisor<'a> {
                     }
                     // Processes outside dblaunch send no wake-up: look every
                     // 100 ms while one is in the way (and only then).
-                    tick = Some(Duration::from_millis(100));
+                    shortest(&mut tick, Duration::from_millis(100));
                 }
                 State::Running(r) => {
                     if let (Some(k), None) = (r.kill_at, r.killed_at) {
@@ -1128,7 +1128,7 @@ impl<'a> Supervisor<'a> {
                     }
                     if r.exit.is_some() {
                         // Not every member's death is reported to us.
-                        tick = Some(Duration::from_millis(50));
+                        shortest(&mut tick, Duration::from_millis(50));
                     }
                 }
                 State::Backoff { until, .. } => earliest(*until),
@@ -1136,10 +1136,15 @@ impl<'a> Supervisor<'a> {
             }
         }
         if self.wait_line.active() {
-            tick = Some(tick.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
+            shortest(&mut tick, Duration::from_secs(1));
         }
         (deadline, tick)
     }
+}
+
+/// Keeps the shorter of two ticks.
+fn shortest(tick: &mut Option<Duration>, t: Duration) {
+    *tick = Some(tick.map_or(t, |old| old.min(t)));
 }
 
 fn busy(
