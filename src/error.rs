@@ -64,6 +64,8 @@ impl Error {
                 LockError::Busy { .. } => code::BUSY,
                 LockError::MissingDirectory { .. }
                 | LockError::BadPath { .. }
+                | LockError::NotADatabase { .. }
+                | LockError::NestedUpgrade { .. }
                 | LockError::ReadAndWrite { .. } => code::USAGE,
                 LockError::Inaccessible { .. }
                 | LockError::LockDirectory { .. }

@@ -39,7 +39,7 @@ pub fn run() -> u8 {
     };
     logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Exec(args) => cmd::exec::execute(args),
+        Command::Exec(args) => cmd::exec::execute(cli.file.as_deref(), args),
         Command::Run(args) => cmd::run::execute(cli.file.as_deref(), args),
         Command::Start(args) => cmd::start::execute(cli.file.as_deref(), args),
         Command::Logs(args) => cmd::logs::execute(cli.file.as_deref(), args),

@@ -274,6 +274,16 @@ pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
     found
 }
 
+/// The parent of `pid`.
+pub fn ppid(pid: i32) -> Option<i32> {
+    let stat = read_small(&format!("/proc/{pid}/stat"))?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// The process group of `pid`.
 pub fn pgid(pid: i32) -> Option<i32> {
     let stat = read_small(&format!("/proc/{pid}/stat"))?;

@@ -164,8 +164,11 @@ pub struct Supervisor<'a> {
     terminal: Option<RawFd>,
     wait_line: WaitLine,
     stopped_by: Option<i32>,
-    /// The status of the first program that failed.
-    first_failure: Option<u8>,
+    /// Programs that ended in failure, in the order they did, with their
+    /// status: the run exits with the first. A program started again by
+    /// `dblaunch restart` leaves this list (its old failure no longer
+    /// stands; how it ends this time counts instead).
+    failures: Vec<(usize, u8)>,
     /// Consecutive restarts of each program.
     restarts: Vec<u32>,
     _control: Option<crate::control::Listener>,
@@ -242,7 +245,7 @@ impl<'a> Supervisor<'a> {
             terminal,
             wait_line: WaitLine::new(started, specs.len() == 1),
             stopped_by: None,
-            first_failure: None,
+            failures: Vec::new(),
             restarts: vec![0; specs.len()],
         })
     }
@@ -279,9 +282,9 @@ impl<'a> Supervisor<'a> {
             take_terminal_back(tty);
         }
         reap_exited();
-        match (self.stopped_by, self.first_failure) {
+        match (self.stopped_by, self.failures.first()) {
             (Some(sig), _) => ExitKind::Signal(sig).status(),
-            (None, Some(code)) => code,
+            (None, Some(&(_, code))) => code,
             (None, None) => 0,
         }
     }
@@ -296,7 +299,7 @@ impl<'a> Supervisor<'a> {
 
     fn finish(&mut self, i: usize, end: End) {
         if let Some(code) = end.status() {
-            self.first_failure.get_or_insert(code);
+            self.failures.push((i, code));
         }
         self.states[i] = State::Done(end);
     }
@@ -948,6 +951,7 @@ impl<'a> Supervisor<'a> {
                     let _ = reply.send(format!("stopping {name} (pid {}) to restart it", r.pid));
                 }
                 State::Done(_) if self.stopped_by.is_none() => {
+                    self.failures.retain(|&(p, _)| p != i);
                     tracing::info!("{name}: started again on request");
                     let _ = reply.send(format!("{name} had ended; starting it again"));
                     self.states[i] = State::Backoff {

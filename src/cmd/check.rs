@@ -31,7 +31,7 @@ fn shown(manifest: &Manifest, d: &manifest::DbRef) -> String {
         .strip_prefix(&manifest.dir)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| d.path.display().to_string());
-    if d.given.contains('/') || d.given.contains('.') {
+    if manifest::is_path(&d.given) {
         rel
     } else {
         format!("{} ({rel})", d.given)

@@ -8,12 +8,13 @@ use std::time::Duration;
 use crate::cli::ExecArgs;
 use crate::error::Error;
 use crate::lock::{Database, LockError, Mode, Request};
+use crate::manifest::{Manifest, ManifestError, closest, is_path};
 use crate::supervisor::{Options, Spec, Supervisor};
 
 /// Default grace period between the stop signal and SIGKILL (SPEC.md §2).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn execute(args: ExecArgs) -> Result<u8, Error> {
+pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
     if args.reads.is_empty() && args.writes.is_empty() {
         return Err(Error::Usage(
             "`dblaunch exec` needs at least one --read PATH or --write PATH naming the database \
@@ -26,7 +27,7 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
         action: "read the current directory".to_owned(),
         source,
     })?;
-    let locks = requests(&args.reads, &args.writes, &cwd)?;
+    let locks = requests(file, &args.reads, &args.writes, &cwd)?;
     if let Some(w) = locks.iter().find(|w| {
         w.mode == Mode::Write && locks.iter().any(|r| r.mode == Mode::Read && r.db == w.db)
     }) {
@@ -62,18 +63,67 @@ pub fn execute(args: ExecArgs) -> Result<u8, Error> {
     Ok(Supervisor::new(&specs, opts)?.run())
 }
 
-fn requests(reads: &[PathBuf], writes: &[PathBuf], cwd: &Path) -> Result<Vec<Request>, LockError> {
+/// Resolves each `--read`/`--write`: a path (it has a `/` or a `.`) relative
+/// to the current directory, or a name from the manifest's `[databases]`, as
+/// in the manifest itself. The manifest is read only when a name needs it,
+/// so a plain `exec` with paths costs no manifest parse.
+fn requests(
+    file: Option<&Path>,
+    reads: &[PathBuf],
+    writes: &[PathBuf],
+    cwd: &Path,
+) -> Result<Vec<Request>, Error> {
     let reads = reads.iter().map(|p| (p, Mode::Read));
     let writes = writes.iter().map(|p| (p, Mode::Write));
-    reads
-        .chain(writes)
-        .map(|(p, mode)| {
-            Ok(Request {
-                db: Database::resolve(p, cwd)?,
-                mode,
-            })
-        })
-        .collect()
+    let mut manifest: Option<Manifest> = None;
+    let mut out = Vec::new();
+    for (given, mode) in reads.chain(writes) {
+        let text = given.to_string_lossy();
+        let db = if is_path(&text) {
+            Database::resolve(given, cwd)?
+        } else {
+            if manifest.is_none() {
+                manifest = Some(manifest_for_name(file, &text)?);
+            }
+            let m = manifest.as_ref().expect("just loaded");
+            let Some((_, path)) = m.databases.iter().find(|(n, _)| *n == text) else {
+                return Err(unknown_name(m, &text));
+            };
+            Database::resolve(path, &m.dir)?
+        };
+        out.push(Request { db, mode });
+    }
+    Ok(out)
+}
+
+/// The manifest that a database name refers to. Without one, a bare word
+/// is an error: locking a stray file named after it would protect nothing.
+fn manifest_for_name(file: Option<&Path>, name: &str) -> Result<Manifest, Error> {
+    super::check::load(file).map_err(|e| match e {
+        Error::Manifest(ManifestError::NotFound { what }) => Error::Usage(format!(
+            "`{name}` is not a path (it has no `/` or `.`), so it must name a database of the \
+             manifest's [databases], but {what}. To lock a file of that name, write `./{name}`"
+        )),
+        other => other,
+    })
+}
+
+fn unknown_name(m: &Manifest, name: &str) -> Error {
+    let names = || m.databases.iter().map(|(n, _)| n.as_str());
+    let hint = match closest(name, names()) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None if m.databases.is_empty() => "it names no databases".to_owned(),
+        None => format!(
+            "its databases are: {}",
+            names().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Error::Usage(format!(
+        "`{name}` is not a database of {} ({hint}); a bare word names an entry of \
+         [databases], so a typo cannot lock a stray file. To lock a file of that name, \
+         write `./{name}`",
+        m.path.display()
+    ))
 }
 
 fn basename(command: &str) -> String {

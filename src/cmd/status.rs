@@ -39,6 +39,17 @@ pub struct Person {
     /// kept the lock.
     #[serde(skip)]
     pub leftover: bool,
+    /// Nested dblaunch under this holder (a script it runs calls `dblaunch
+    /// exec` or `run` for the database it holds): who holds and who waits
+    /// among the processes under it. Absent when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested: Option<Nested>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Nested {
+    pub holders: Vec<Person>,
+    pub waiters: Vec<Person>,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,14 +178,16 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
         match &e.record {
             Ok(r) if r.is_alive() && r.state == State::Holding => {
                 managed.insert(r.supervisor_pid);
-                holders.push(person(
+                let mut holder = person(
                     r.pid,
                     &r.program,
                     r.mode,
                     &r.since,
                     r.command.clone(),
                     false,
-                ));
+                );
+                holder.nested = nested(&l.db, &e.path, &mut managed);
+                holders.push(holder);
             }
             Ok(r) if r.state == State::Waiting && r.supervisor_is_alive() => {
                 managed.insert(r.supervisor_pid);
@@ -208,7 +221,10 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
             }
         }
     }
-    let holder_groups: Vec<i32> = holders.iter().map(|h| h.pid).collect();
+    let mut holder_groups: Vec<i32> = Vec::new();
+    for h in &holders {
+        each_person(h, &mut |p| holder_groups.push(p.pid));
+    }
     let is_managed = |pid: i32| {
         managed.contains(&pid) || procfs::pgid(pid).is_some_and(|g| holder_groups.contains(&g))
     };
@@ -255,6 +271,46 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
     }
 }
 
+/// The nested queue under a holder's ticket, recursively; every process in
+/// it is dblaunch's, not a foreign user.
+fn nested(db: &Database, ticket: &Path, managed: &mut BTreeSet<i32>) -> Option<Nested> {
+    let queue = Queue::existing_nested(db, ticket)?;
+    let mut n = Nested {
+        holders: Vec::new(),
+        waiters: Vec::new(),
+    };
+    for e in queue.entries().into_iter().filter(|e| e.live) {
+        let Ok(r) = &e.record else { continue };
+        let mut p = person(
+            r.pid,
+            &r.program,
+            r.mode,
+            &r.since,
+            r.command.clone(),
+            false,
+        );
+        if r.is_alive() && r.state == State::Holding {
+            managed.insert(r.supervisor_pid);
+            p.nested = nested(db, &e.path, managed);
+            n.holders.push(p);
+        } else if r.state == State::Waiting && r.supervisor_is_alive() {
+            managed.insert(r.supervisor_pid);
+            n.waiters.push(p);
+        }
+    }
+    (!n.holders.is_empty() || !n.waiters.is_empty()).then_some(n)
+}
+
+/// `f` for a person and everyone nested under it.
+fn each_person(p: &Person, f: &mut impl FnMut(&Person)) {
+    f(p);
+    if let Some(n) = &p.nested {
+        for q in n.holders.iter().chain(&n.waiters) {
+            each_person(q, f);
+        }
+    }
+}
+
 fn person(
     pid: i32,
     program: &str,
@@ -270,6 +326,7 @@ fn person(
         since: since.to_owned(),
         command,
         leftover,
+        nested: None,
     }
 }
 
@@ -292,6 +349,30 @@ fn one_line(argv: &[String]) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Nested holders and waiters under a holder, indented one step per level.
+fn nested_lines(s: &mut String, n: &Nested, depth: usize) {
+    let indent = "  ".repeat(depth + 1);
+    for (role, p) in n
+        .holders
+        .iter()
+        .map(|p| ("holds (nested)", p))
+        .chain(n.waiters.iter().map(|p| ("waits (nested)", p)))
+    {
+        s.push_str(&format!(
+            "{indent}{role}  {}  pid {}  {}  since {}{}  {}\n",
+            p.program,
+            p.pid,
+            p.mode,
+            p.since,
+            ago(&p.since),
+            one_line(&p.command)
+        ));
+        if let Some(inner) = &p.nested {
+            nested_lines(s, inner, depth + 1);
+        }
+    }
 }
 
 /// The human-readable form.
@@ -331,6 +412,9 @@ pub fn table(r: &Report) -> String {
                 one_line(&p.command),
                 width = width + if p.leftover { 11 } else { 0 },
             ));
+            if let Some(n) = &p.nested {
+                nested_lines(&mut s, n, 1);
+            }
         }
         for f in &db.foreign {
             let how = match (f.lock, f.open) {

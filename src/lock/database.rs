@@ -45,7 +45,13 @@ impl Database {
                     let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
                     path = parent.join(target);
                 }
-                Ok(_) => {
+                Ok(meta) => {
+                    if let Some(kind) = special_kind(&meta.file_type()) {
+                        return Err(LockError::NotADatabase {
+                            database: shown,
+                            kind,
+                        });
+                    }
                     let path =
                         fs::canonicalize(&path).map_err(|source| LockError::Inaccessible {
                             database: shown.clone(),
@@ -177,6 +183,24 @@ impl Database {
 
 const LOCK_DIR_SUFFIX: &str = ".dblaunch";
 
+/// What a path is when it is something no database engine stores data in:
+/// a device, a FIFO or a socket. Such a path is refused before anything is
+/// created beside it (`/dev/null` would otherwise get `/dev/.null.dblaunch/`).
+fn special_kind(t: &fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +242,23 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let err = Database::resolve(Path::new("nope/app.db"), tmp.path()).unwrap_err();
         assert!(matches!(err, LockError::MissingDirectory { .. }), "{err}");
+    }
+
+    #[test]
+    fn devices_fifos_and_sockets_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        for dev in ["/dev/null", "/dev/zero"] {
+            let err = Database::resolve(Path::new(dev), tmp.path()).unwrap_err();
+            assert!(matches!(err, LockError::NotADatabase { .. }), "{err}");
+        }
+        let sock = tmp.path().join("s.db");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let err = Database::resolve(&sock, tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("a socket"), "{err}");
+        // Through a symlink too.
+        std::os::unix::fs::symlink("/dev/null", tmp.path().join("null.db")).unwrap();
+        let err = Database::resolve(Path::new("null.db"), tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("character device"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,25 @@ pub enum LockError {
     },
 
     #[error(
+        "{database} is {kind}, not a database file: dblaunch locks files and directories that a database engine keeps its data in; give the path of the database itself",
+        database = .database.display()
+    )]
+    NotADatabase {
+        database: PathBuf,
+        kind: &'static str,
+    },
+
+    #[error(
+        "cannot take the write lock on {database}: this command runs under {program} (pid {pid}), which holds that database for reading and keeps it until this command ends, so the write lock could never be granted; declare the write where {program} is started (`writes` in the manifest, or --write for its exec) instead",
+        database = .database.display()
+    )]
+    NestedUpgrade {
+        database: PathBuf,
+        program: String,
+        pid: i32,
+    },
+
+    #[error(
         "cannot resolve database path {database}: {source}; check that every directory on the way exists and that you may enter it",
         database = .database.display()
     )]

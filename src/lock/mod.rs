@@ -12,6 +12,7 @@
 
 mod database;
 mod error;
+mod inherited;
 mod kernel;
 mod queue;
 mod record;

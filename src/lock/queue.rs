@@ -13,12 +13,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::database::Database;
 use super::error::{Holder, LockError};
+use super::inherited::{Inherited, NESTED_SUFFIX, nested_dir_of};
 use super::kernel::{self, Kind};
 use super::record::{Mode, Record, State};
 use crate::procfs::{self, FileId, LockFamily};
@@ -58,6 +59,9 @@ impl TicketId {
 pub struct Queue {
     db: Database,
     dir: PathBuf,
+    /// A queue among the programs under one ticket of an ancestor dblaunch
+    /// (nested dblaunch), not the database's own.
+    nested: bool,
     /// The lock directory is group-writable (a shared project): files in it
     /// must be too, whatever the umask.
     group: bool,
@@ -114,8 +118,63 @@ impl Queue {
         Ok(Queue {
             db: db.clone(),
             dir,
+            nested: false,
             group,
         })
+    }
+
+    /// The queue that processes under an inherited ticket share for `db`:
+    /// the ancestor already holds the database, so they only need to
+    /// exclude each other (two writers started by one script).
+    pub fn nested(db: &Database, parent: &Inherited) -> Result<Queue, LockError> {
+        let dir = parent.nested_dir();
+        let group = dir
+            .parent()
+            .and_then(|p| fs::metadata(p).ok())
+            .is_some_and(|m| m.mode() & 0o020 != 0);
+        let mode = if group { 0o2775 } else { 0o755 };
+        match fs::DirBuilder::new().mode(mode).create(&dir) {
+            Ok(()) => {
+                let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(LockError::LockDirectory {
+                    database: db.path().to_path_buf(),
+                    lock_dir: dir,
+                    source,
+                });
+            }
+        }
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_dir() => Ok(Queue {
+                db: db.clone(),
+                dir,
+                nested: true,
+                group,
+            }),
+            _ => Err(LockError::LockDirectoryOccupied {
+                database: db.path().to_path_buf(),
+                lock_dir: dir,
+            }),
+        }
+    }
+
+    /// The nested queue under a holder's ticket, if it exists (for `status`).
+    pub fn existing_nested(db: &Database, ticket: &Path) -> Option<Queue> {
+        let dir = nested_dir_of(ticket);
+        let meta = fs::symlink_metadata(&dir).ok()?;
+        meta.is_dir().then(|| Queue {
+            db: db.clone(),
+            group: meta.mode() & 0o020 != 0,
+            nested: true,
+            dir,
+        })
+    }
+
+    /// Whether this is a nested queue (see [`Queue::nested`]).
+    pub fn is_nested(&self) -> bool {
+        self.nested
     }
 
     /// The queue of `db` if its lock directory exists; never creates it.
@@ -125,6 +184,7 @@ impl Queue {
         meta.is_dir().then(|| Queue {
             db: db.clone(),
             group: meta.mode() & 0o020 != 0,
+            nested: false,
             dir,
         })
     }
@@ -182,10 +242,12 @@ impl Queue {
         Ok(self.list_all()?.0)
     }
 
-    /// Tickets, oldest first, and the names of temporary tickets.
+    /// Tickets, oldest first, and the names of temporary tickets and of
+    /// nested queues whose ticket is gone (both leftovers of a crash).
     fn list_all(&self) -> Result<(Vec<TicketId>, Vec<String>), LockError> {
         let mut ids = Vec::new();
         let mut temporaries = Vec::new();
+        let mut nested = Vec::new();
         for entry in fs::read_dir(&self.dir)
             .map_err(self.io_err("read", self.dir.clone()))?
             .flatten()
@@ -196,9 +258,16 @@ impl Queue {
                 ids.push(id);
             } else if name.starts_with(TMP_PREFIX) {
                 temporaries.push(name.to_owned());
+            } else if let Some(id) = name.strip_suffix(NESTED_SUFFIX).and_then(TicketId::parse) {
+                nested.push(id);
             }
         }
         ids.sort();
+        for id in nested {
+            if ids.binary_search(&id).is_err() {
+                temporaries.push(format!("{}{NESTED_SUFFIX}", id.file_name()));
+            }
+        }
         Ok((ids, temporaries))
     }
 
@@ -283,10 +352,16 @@ impl Queue {
     }
 
     /// Under the gate: removes temporary tickets that a crash left behind
-    /// between their creation and their rename (their lock is free).
+    /// between their creation and their rename (their lock is free), and
+    /// nested queues whose ticket is gone (nobody can be under it any more:
+    /// whoever was held the ticket's lock, which is free).
     fn remove_dead_temporaries(&self, names: &[String]) {
         for name in names {
-            remove_if_unheld(&self.dir.join(name));
+            if name.ends_with(NESTED_SUFFIX) {
+                let _ = fs::remove_dir_all(self.dir.join(name));
+            } else {
+                remove_if_unheld(&self.dir.join(name));
+            }
         }
     }
 
@@ -464,6 +539,7 @@ impl Ticket {
         // /proc/locks, which is machine-wide and slow to read.
         for _ in 0..20 {
             if remove_if_unheld(&path) {
+                remove_nested_queue(&path);
                 return Release::Free;
             }
             std::thread::sleep(std::time::Duration::from_micros(100));
@@ -483,6 +559,7 @@ impl Ticket {
             l.family == LockFamily::Flock && l.write && l.file == ino && l.pid == Some(me)
         });
         if !still_held {
+            remove_nested_queue(&path);
             return Release::Free;
         }
         let pids = procfs::openers(&[ino])
@@ -593,6 +670,13 @@ fn remove_if_unheld(path: &Path) -> bool {
         }
         _ => false,
     }
+}
+
+/// Removes the nested queue under a released ticket, if programs under it
+/// made one. Its tickets are all dead: their owners inherited the released
+/// lock, which nobody holds any more.
+fn remove_nested_queue(ticket: &Path) {
+    let _ = fs::remove_dir_all(nested_dir_of(ticket));
 }
 
 fn open_ticket(path: &Path) -> io::Result<File> {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::database::Database;
 use super::error::{Holder, LockError};
+use super::inherited::{self, Inherited};
 use super::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, WaitOutcome};
 use super::record::{Mode, Owner, Record};
 use crate::procfs::{self, FileId};
@@ -39,6 +40,10 @@ pub enum Progress {
 /// remain to be waited for.
 pub struct Pending {
     requests: Vec<Request>,
+    /// For each request, the ticket this process inherited from an ancestor
+    /// dblaunch that holds the database already (nested dblaunch): then it
+    /// queues only among the processes under that ticket.
+    parents: Vec<Option<&'static Inherited>>,
     owner: Owner,
     next: usize,
     blockers: Vec<TicketId>,
@@ -79,8 +84,28 @@ impl Pending {
                 database: w[0].db.path().to_path_buf(),
             });
         }
+        let parents = requests
+            .iter()
+            .map(|req| {
+                let Some(parent) = inherited::for_lock_dir(&req.db.lock_dir()) else {
+                    return Ok(None);
+                };
+                if parent.id.mode == Mode::Read && req.mode == Mode::Write {
+                    // The ancestor will not let go while we run, and nobody
+                    // may write while it reads: waiting would never end.
+                    let (program, pid) = parent.holder();
+                    return Err(LockError::NestedUpgrade {
+                        database: req.db.path().to_path_buf(),
+                        program,
+                        pid,
+                    });
+                }
+                Ok(Some(parent))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Pending {
             requests,
+            parents,
             owner,
             next: 0,
             blockers: Vec::new(),
@@ -95,8 +120,8 @@ impl Pending {
     /// Takes every lock now or none: no waiting, no ticket left behind when
     /// any database is busy (`--no-wait`).
     pub fn try_now(self) -> Result<Held, LockError> {
-        for req in &self.requests {
-            let queue = Queue::open(&req.db)?;
+        for (i, req) in self.requests.iter().enumerate() {
+            let queue = self.queue(i)?;
             let record = Record::waiting(&self.owner, req.mode);
             match queue.enqueue(req.mode, &record, true)? {
                 Enqueued::Queued { ticket, .. } => self.shared.tickets().push(ticket),
@@ -130,7 +155,7 @@ impl Pending {
                 return Ok(Step::Blocked);
             }
             let req = &self.requests[self.next];
-            let queue = Queue::open(&req.db)?;
+            let queue = self.queue(self.next)?;
             let mine = {
                 let mut tickets = self.shared.tickets();
                 if tickets.len() == self.next {
@@ -173,6 +198,15 @@ impl Pending {
             }
         }
         Ok(Step::Done)
+    }
+
+    /// The queue request `i` joins: the database's own, or the nested one
+    /// under the ticket an ancestor dblaunch holds it with.
+    fn queue(&self, i: usize) -> Result<Queue, LockError> {
+        match self.parents[i] {
+            Some(parent) => Queue::nested(&self.requests[i].db, parent),
+            None => Queue::open(&self.requests[i].db),
+        }
     }
 
     /// Finishes the acquisition in a thread of its own, which tells
@@ -376,9 +410,13 @@ impl Held {
     }
 
     /// Conflicting locks taken on the database files outside dblaunch.
+    /// Not asked for a database an ancestor dblaunch holds: its own program
+    /// (which waits for us) may well have the file locked, and waiting for
+    /// it would be a deadlock.
     pub fn foreign_holders(&self) -> Vec<(PathBuf, Mode, Vec<Holder>)> {
         self.entries
             .iter()
+            .filter(|(_, t, _)| !t.queue().is_nested())
             .map(|(req, _, _)| (req.db.path().to_path_buf(), req.mode, foreign_holders(req)))
             .filter(|(_, _, h)| !h.is_empty())
             .collect()

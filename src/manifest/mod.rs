@@ -9,8 +9,10 @@ mod raw;
 mod validate;
 
 pub use error::{Diagnostic, ManifestError};
-pub use model::{Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings};
-pub use validate::same_database;
+pub use model::{
+    Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, is_path,
+};
+pub use validate::{closest, same_database};
 
 use std::path::{Path, PathBuf};
 

@@ -194,6 +194,13 @@ impl Manifest {
     }
 }
 
+/// Whether a database reference is a path (it contains `/` or `.`) rather
+/// than a name from `[databases]`: the one rule for the manifest and `exec`.
+/// `./main` is the file `main`; a bare `main` must be a name.
+pub fn is_path(given: &str) -> bool {
+    given.contains('/') || given.contains('.')
+}
+
 /// `base`/`p` with `.` and `..` removed, without touching the filesystem.
 pub fn normalize(base: &Path, p: &Path) -> PathBuf {
     let mut out = PathBuf::new();

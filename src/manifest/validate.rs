@@ -10,14 +10,15 @@ use toml::Spanned;
 
 use super::error::Diagnostic;
 use super::model::{
-    Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, normalize,
+    Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, is_path, normalize,
 };
 use super::raw::{Raw, RawCommand, RawProgram};
 
-/// The known name closest to `name`, if any is close enough to be a typo.
+/// The known name closest to `name`, if any is close enough to be a typo
+/// (optimal string alignment: a swap of two letters, `mian`, is one edit).
 pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
-        .map(|c| (strsim::levenshtein(name, c), c))
+        .map(|c| (strsim::osa_distance(name, c), c))
         .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -295,7 +296,7 @@ fn program(
         let mut out: Vec<(DbRef, std::ops::Range<usize>)> = Vec::new();
         for entry in list {
             let given = entry.get_ref();
-            let path = if given.contains('/') || given.contains('.') {
+            let path = if is_path(given) {
                 normalize(dir, Path::new(given))
             } else if let Some((_, p)) = databases.iter().find(|(n, _)| n == given) {
                 p.clone()

@@ -436,12 +436,19 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
         for k in kills.iter().filter(|k| l.got(k)) {
             allowed.push(128 + k.signal);
         }
+        // A signal to one of its commands counts while that command lived:
+        // from its logged start until its dblaunch reaped it, which is
+        // after its logged end. A probe that has written `end` is still
+        // alive until it exits, so a SIGKILL chosen while the killer saw
+        // no `end` yet can land after the line (this, counted only up to
+        // `end`, was the chaos test's one-in-three failure under a loaded
+        // suite: the killer's own SIGKILL, proven by the kernel's
+        // signal_generate trace naming the test thread as the sender).
         for (label, _) in &l.labels {
-            if let Some((start, end, pid, _)) = spans.get(label.as_str()) {
-                let until = end.unwrap_or(u128::MAX);
+            if let Some((start, _, pid, _)) = spans.get(label.as_str()) {
                 for k in kills
                     .iter()
-                    .filter(|k| k.pid == *pid && k.ns >= *start && k.ns <= until)
+                    .filter(|k| k.pid == *pid && k.ns >= *start && k.ns <= l.reaped)
                 {
                     allowed.push(128 + k.signal);
                 }

@@ -8,13 +8,19 @@ use crate::*;
 /// Starts `dblaunch exec MODE app.db -- probe` and waits until its ticket is
 /// in the queue, so arrival order is known.
 fn enqueue(env: &Env, mode: &str, label: &str, probe: &[&str]) -> Child {
-    let before = env.tickets("app.db");
+    // A ticket that was not there before is this one's (the caller starts
+    // nothing else meanwhile). Counting tickets would not do: earlier ones
+    // may leave as it arrives, and the count need never rise.
+    let before = env.ticket_names("app.db");
     let child = env.spawn(&with_cmd(
         &["exec", mode, "app.db"],
         &env.probe(label, probe),
     ));
     wait_until(&format!("{label} to queue"), || {
-        env.tickets("app.db") > before
+        env.ticket_names("app.db")
+            .iter()
+            .any(|t| !before.contains(t))
+            || env.events().iter().any(|e| e.label == label)
     });
     child
 }

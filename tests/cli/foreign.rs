@@ -4,7 +4,10 @@
 use crate::*;
 
 /// A python3 process holding a POSIX write lock on `file` until `go` exists.
+/// Its command line names the test's directory (`go` is absolute), so a
+/// failed test's clean-up finds and ends it.
 fn python_locker(env: &Env, file: &str, go: &str) -> Child {
+    let go = env.path(go).display().to_string();
     let script = format!(
         "import fcntl, os, time\n\
          f = open({file:?}, 'a+')\n\
@@ -53,7 +56,8 @@ fn a_lock_inside_a_directory_database_counts_too() {
     std::fs::create_dir(env.path("db")).unwrap();
     let mut py = python_locker(&env, "db/LOCK", "go");
     wait_until("python to lock", || env.path("locked").exists());
-    let o = env.run(&["exec", "--no-wait", "--read", "db", "--", "true"]);
+    // `./db`: a bare `db` would be a name from the manifest's [databases].
+    let o = env.run(&["exec", "--no-wait", "--read", "./db", "--", "true"]);
     assert_eq!(code(&o), 75, "{}", text(&o.stderr));
     touch(&env.path("go"));
     py.wait().unwrap();

@@ -33,7 +33,7 @@ fn the_lock_directory_removed_while_waiting() {
 }
 
 #[test]
-fn a_fifo_or_a_dangling_symlink_as_the_database() {
+fn a_fifo_a_device_or_a_socket_is_refused_and_nothing_is_created() {
     let env = Env::new();
     assert!(
         Command::new("mkfifo")
@@ -42,10 +42,42 @@ fn a_fifo_or_a_dangling_symlink_as_the_database() {
             .unwrap()
             .success()
     );
-    assert_eq!(
-        code(&env.run(&["exec", "--write", "pipe.db", "--", "true"])),
-        0
-    );
+    let _sock = std::os::unix::net::UnixListener::bind(env.path("sock.db")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", env.path("null.db")).unwrap();
+    let marker = env.path("ran");
+    let cmd = ["--", "touch", marker.to_str().unwrap()];
+    for (db, kind) in [
+        ("pipe.db", "a FIFO"),
+        ("sock.db", "a socket"),
+        ("null.db", "a character device"),
+        ("/dev/null", "a character device"),
+    ] {
+        for mode in ["--write", "--read"] {
+            let mut args = vec!["exec", mode, db];
+            args.extend(cmd);
+            let o = env.run(&args);
+            let err = text(&o.stderr);
+            assert_eq!(code(&o), 2, "{db}: {err}");
+            assert!(
+                err.contains(kind) && err.contains("not a database file"),
+                "{err}"
+            );
+        }
+    }
+    assert!(!marker.exists(), "the command ran");
+    for lock_dir in [
+        ".pipe.db.dblaunch",
+        ".sock.db.dblaunch",
+        ".null.db.dblaunch",
+    ] {
+        assert!(!env.path(lock_dir).exists(), "{lock_dir} was created");
+    }
+    assert!(!Path::new("/dev/.null.dblaunch").exists());
+}
+
+#[test]
+fn a_dangling_symlink_as_the_database() {
+    let env = Env::new();
     std::os::unix::fs::symlink("target.db", env.path("link.db")).unwrap();
     let holder = env.spawn(&with_cmd(
         &["exec", "--write", "link.db"],

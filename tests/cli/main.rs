@@ -11,12 +11,14 @@ mod demo;
 mod detached;
 mod duckdb;
 mod exclusion;
+mod exec_names;
 mod exit_codes;
 mod fairness;
 mod foreign;
 mod fuzz;
 mod hostile;
 mod manifest;
+mod nested;
 mod restart;
 mod run;
 mod signals;
@@ -151,16 +153,22 @@ impl Env {
 
     /// Number of tickets (waiters + holders) in a database's queue.
     pub fn tickets(&self, db: &str) -> usize {
+        self.ticket_names(db).len()
+    }
+
+    /// The names of the tickets in a database's queue.
+    pub fn ticket_names(&self, db: &str) -> Vec<String> {
         let path = self.path(db);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let dir = path.parent().unwrap().join(format!(".{name}.dblaunch"));
         fs::read_dir(dir)
             .map(|d| {
                 d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().len() == 22)
-                    .count()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.len() == 22)
+                    .collect()
             })
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
     pub fn events(&self) -> Vec<Event> {

@@ -100,3 +100,49 @@ fn a_writer_queued_behind_a_crash_loop_gets_in() {
     assert!(text(&o.stdout).contains("loop"), "{}", text(&o.stdout));
     assert_eq!(code(&wait_output(run)), 0);
 }
+
+#[test]
+fn a_failed_program_restarted_on_request_that_then_succeeds_leaves_the_run_successful() {
+    let env = Env::new();
+    let ok = env.path("ok");
+    let go = env.path("go");
+    fs::write(
+        env.path("dblaunch.toml"),
+        format!(
+            "[programs.flaky]\ncommand = \"echo try >> tries; test -e {ok}\"\nwrites = [\"app.db\"]\n\
+             [programs.keeper]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"keeper\", \"--log\", \"{log}\", \"--until\", \"{go}\"]\n",
+            ok = ok.display(),
+            go = go.display(),
+            log = env.log().display(),
+        ),
+    )
+    .unwrap();
+    let run = env.spawn(&["run", "flaky", "keeper"]);
+    env.wait_event("keeper", |e| e.label == "keeper" && e.what == "start");
+    let ended = |state: &str| {
+        let o = env.run(&["ps"]);
+        text(&o.stdout)
+            .lines()
+            .any(|l| l.starts_with("flaky") && l.contains(state))
+    };
+    wait_until("flaky to fail", || ended("exited 1"));
+    touch(&ok);
+    let o = env.run(&["restart", "flaky"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    wait_until("flaky to succeed", || ended("exited 0"));
+    assert_eq!(
+        fs::read_to_string(env.path("tries"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    touch(&go);
+    let o = wait_output(run);
+    assert_eq!(
+        code(&o),
+        0,
+        "the restarted program succeeded, so the run did: {}",
+        text(&o.stderr)
+    );
+}

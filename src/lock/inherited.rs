@@ -1,0 +1,150 @@
+//! Locks this process inherited from an ancestor dblaunch: the proof that a
+//! nested `dblaunch exec` or `run` already holds a database.
+//!
+//! A program that dblaunch starts inherits the descriptor of its ticket
+//! (close-on-exec cleared for it alone), and so does everything it starts.
+//! A descriptor counts as proof only if the open file description it refers
+//! to really carries the ticket's flock (the `lock:` lines of
+//! `/proc/self/fdinfo/FD` list the locks of that description). An
+//! environment variable could outlive the lock or be copied to a stranger;
+//! the lock cannot: it exists exactly while the ancestor's holding lives.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::queue::TicketId;
+use super::record::Record;
+
+/// A ticket whose lock this process holds through an inherited descriptor.
+#[derive(Clone, Debug)]
+pub struct Inherited {
+    /// The ticket's path: `<lock dir>/<ticket>`, or deeper for a ticket of a
+    /// nested queue (`<lock dir>/<ticket>.nested/<ticket>`).
+    pub path: PathBuf,
+    pub id: TicketId,
+    pub fd: i32,
+}
+
+impl Inherited {
+    /// How deep in nested queues the ticket is: 0 for the database's own
+    /// queue.
+    fn depth(&self) -> usize {
+        self.path.components().count()
+    }
+
+    /// The directory of the nested queue that programs under this ticket
+    /// share: `<ticket>.nested` beside the ticket.
+    pub fn nested_dir(&self) -> PathBuf {
+        nested_dir_of(&self.path)
+    }
+
+    /// The record the ancestor wrote, read through the inherited descriptor
+    /// (the ticket may have been unlinked: the descriptor still reads it).
+    pub fn record(&self) -> Option<Record> {
+        let path = format!("/proc/self/fd/{}", self.fd);
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The ancestor's program and its pid: the process of our own ancestry
+    /// that the holding dblaunch started (its record may not say so yet in
+    /// the instant after the spawn).
+    pub fn holder(&self) -> (String, i32) {
+        let Some(r) = self.record() else {
+            return ("an ancestor dblaunch".to_owned(), 0);
+        };
+        let mut pid = std::process::id() as i32;
+        for _ in 0..64 {
+            match crate::procfs::ppid(pid) {
+                Some(parent) if parent == r.supervisor_pid => return (r.program, pid),
+                Some(parent) if parent > 1 => pid = parent,
+                _ => break,
+            }
+        }
+        (r.program, r.pid)
+    }
+}
+
+/// Where the programs under a ticket queue among themselves.
+pub fn nested_dir_of(ticket: &Path) -> PathBuf {
+    let mut name = ticket.file_name().unwrap_or_default().to_os_string();
+    name.push(NESTED_SUFFIX);
+    ticket.with_file_name(name)
+}
+
+pub const NESTED_SUFFIX: &str = ".nested";
+
+/// Every inherited, locked ticket descriptor of this process; read once.
+pub fn all() -> &'static [Inherited] {
+    static ALL: OnceLock<Vec<Inherited>> = OnceLock::new();
+    ALL.get_or_init(scan)
+}
+
+/// The deepest inherited ticket of the database whose lock directory is
+/// `lock_dir`, if this process holds one.
+pub fn for_lock_dir(lock_dir: &Path) -> Option<&'static Inherited> {
+    all()
+        .iter()
+        .filter(|t| t.path.starts_with(lock_dir) && t.path != lock_dir)
+        .max_by_key(|t| t.depth())
+}
+
+fn scan() -> Vec<Inherited> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // dblaunch opens its own files close-on-exec: only a descriptor
+        // without the flag can have come from an ancestor.
+        // SAFETY: F_GETFD only reads the flags of a descriptor number; a
+        // number that is not open (the directory's own) just fails.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let Some(id) = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(TicketId::parse)
+        else {
+            continue;
+        };
+        let in_lock_dir = target.ancestors().skip(1).any(|d| {
+            d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".dblaunch"))
+        });
+        if !in_lock_dir || !holds_flock(fd) || !is_regular(fd) {
+            continue;
+        }
+        found.push(Inherited {
+            path: target,
+            id,
+            fd,
+        });
+    }
+    found
+}
+
+/// Whether the open file description behind `fd` carries a flock.
+fn holds_flock(fd: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).is_ok_and(|info| {
+        info.lines()
+            .any(|l| l.starts_with("lock:") && l.contains("FLOCK"))
+    })
+}
+
+fn is_regular(fd: i32) -> bool {
+    std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.is_file())
+}
