@@ -61,7 +61,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Lock(e) => match e {
-                LockError::Busy { .. } => code::BUSY,
+                LockError::Busy { .. } | LockError::Orphaned { .. } => code::BUSY,
                 LockError::MissingDirectory { .. }
                 | LockError::BadPath { .. }
                 | LockError::NotADatabase { .. }

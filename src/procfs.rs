@@ -274,6 +274,65 @@ pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
     found
 }
 
+/// Descriptors, in every process we may look into, open on a file that was
+/// in `dir` and has been deleted (its link reads `DIR/NAME (deleted)`), whose
+/// name passes `is_ours` and whose open file description holds a flock:
+/// processes that still hold a lock of a removed lock directory. One pass
+/// over every descriptor of the machine: only for the rare moment a lock
+/// directory is made anew.
+pub fn deleted_locked_files(dir: &Path, is_ours: impl Fn(&str) -> bool) -> Vec<(i32, i32)> {
+    let mut found = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for proc_entry in procs.flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd_entry in fds.flatten() {
+            let Some(fd) = fd_entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            let Ok(target) = fs::read_link(fd_entry.path()) else {
+                continue;
+            };
+            if deleted_in(&target, dir).is_some_and(&is_ours) && holds_flock(pid, fd) {
+                found.push((pid, fd));
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid`'s descriptor `fd` is still a deleted, flocked file of `dir`.
+pub fn deleted_locked_fd(pid: i32, fd: i32, dir: &Path) -> bool {
+    fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|t| deleted_in(&t, dir).is_some())
+        && holds_flock(pid, fd)
+}
+
+/// The file name of a deleted file that was directly in `dir`.
+fn deleted_in<'a>(target: &'a Path, dir: &Path) -> Option<&'a str> {
+    let shown = target.to_str()?.strip_suffix(" (deleted)")?;
+    let (parent, name) = shown.rsplit_once('/')?;
+    // The directory itself was removed, so its name may also carry the
+    // marker in some kernels' spelling; compare the path as it was.
+    (Path::new(parent.trim_end_matches(" (deleted)")) == dir).then_some(name)
+}
+
+fn holds_flock(pid: i32, fd: i32) -> bool {
+    read_small(&format!("/proc/{pid}/fdinfo/{fd}")).is_some_and(|info| {
+        info.lines()
+            .any(|l| l.starts_with("lock:") && l.contains("FLOCK"))
+    })
+}
+
 /// The parent of `pid`.
 pub fn ppid(pid: i32) -> Option<i32> {
     let stat = read_small(&format!("/proc/{pid}/stat"))?;

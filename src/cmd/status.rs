@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::error::Error;
-use crate::lock::{Database, Mode, Queue, QueueEntry, State, database_files};
+use crate::lock::{Database, Holder, Mode, Queue, QueueEntry, State, database_files};
 use crate::procfs::{self, FdUse, FileId};
 
 /// The `--json` document (SPEC.md §3), exactly.
@@ -113,6 +113,8 @@ fn databases(file: Option<&Path>, paths: &[PathBuf]) -> Result<Vec<Database>, Er
 struct Looked {
     db: Database,
     entries: Vec<QueueEntry>,
+    /// Holders whose lock directory was removed while they ran.
+    orphans: Vec<Holder>,
     tickets: Vec<FileId>,
     files: Vec<FileId>,
 }
@@ -134,6 +136,7 @@ pub fn report(dbs: &[Database]) -> Report {
                 }
                 None => Vec::new(),
             };
+            let orphans = Queue::existing(db).map(|q| q.orphans()).unwrap_or_default();
             let tickets: Vec<FileId> = entries
                 .iter()
                 .filter_map(|e| FileId::of_path(&e.path))
@@ -143,6 +146,7 @@ pub fn report(dbs: &[Database]) -> Report {
                 files: database_files(db.path()),
                 tickets,
                 entries,
+                orphans,
             }
         })
         .collect();
@@ -219,6 +223,27 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
                     holders.push(person(pid, "?", e.id.mode, "", procfs::cmdline(pid), true));
                 }
             }
+        }
+    }
+    for o in &l.orphans {
+        if let Holder::Orphan {
+            program,
+            pid,
+            mode,
+            since,
+            ..
+        } = o
+        {
+            managed.insert(*pid);
+            let name = program.as_deref().unwrap_or("?");
+            holders.push(person(
+                *pid,
+                name,
+                *mode,
+                since,
+                procfs::cmdline(*pid),
+                true,
+            ));
         }
     }
     let mut holder_groups: Vec<i32> = Vec::new();

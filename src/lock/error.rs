@@ -44,6 +44,16 @@ pub enum LockError {
     },
 
     #[error(
+        "database {database} is busy: {holders} still holds it, but its lock directory was removed while it ran, so there is no queue to wait in behind it; dblaunch starts nothing beside it. Run again once it has ended (`dblaunch status` shows it), and do not remove lock directories (.NAME.dblaunch) while programs run",
+        database = .database.display(),
+        holders = HolderList(.holders),
+    )]
+    Orphaned {
+        database: PathBuf,
+        holders: Vec<Holder>,
+    },
+
+    #[error(
         "cannot resolve database path {database}: {source}; check that every directory on the way exists and that you may enter it",
         database = .database.display()
     )]
@@ -130,6 +140,15 @@ pub enum Holder {
     },
     /// A live ticket whose record cannot be read or believed.
     Unknown { ticket: String, why: String },
+    /// A holder whose lock directory was removed while it ran: its ticket is
+    /// in no queue, but its lock is live.
+    Orphan {
+        program: Option<String>,
+        pid: i32,
+        command: String,
+        mode: Mode,
+        since: String,
+    },
     /// A process that locked the database file itself, outside dblaunch.
     Foreign {
         pid: Option<i32>,
@@ -169,6 +188,15 @@ impl fmt::Display for Holder {
                 }
                 Ok(())
             }
+            Holder::Orphan {
+                program,
+                pid,
+                command,
+                ..
+            } => match program {
+                Some(program) => write!(f, "{program} (pid {pid}: {command})"),
+                None => write!(f, "pid {pid} ({command})"),
+            },
             Holder::Unknown { ticket, why } => write!(
                 f,
                 "the live ticket {ticket} has a record that cannot be read ({why})"

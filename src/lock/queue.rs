@@ -221,19 +221,81 @@ impl Queue {
 
     fn gate(&self) -> Result<Gate, LockError> {
         let path = self.dir.join(GATE);
-        let file = OpenOptions::new()
+        let opened = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(self.create_mode())
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(self.io_err("open", path.clone()))?;
-        self.share(&file);
+            .open(&path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.create_gate(&path)? {
+                Some(gate) => return Ok(gate),
+                // Someone else made it first: use theirs.
+                None => return self.gate(),
+            },
+            Err(e) => return Err(self.io_err("open", path)(e)),
+        };
         kernel::lock(&file, Kind::Exclusive, true)
             .map_err(|e| self.io_err("lock", path)(e.into()))?;
         Ok(Gate { file })
+    }
+
+    /// Makes the gate of a new (or removed and made again) lock directory.
+    /// It appears already locked (made under a temporary name, locked, then
+    /// linked into place), so its maker is the first through it and looks,
+    /// before anyone can queue, for holders of a removed lock directory of
+    /// this database that still run: their tickets are gone with it, and
+    /// without a look a newcomer would run beside them. It writes them into
+    /// the gate, where every enqueue sees them. `None`: someone else's gate
+    /// won.
+    fn create_gate(&self, path: &Path) -> Result<Option<Gate>, LockError> {
+        let tmp = self
+            .dir
+            .join(format!("{TMP_PREFIX}gate.{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(self.create_mode())
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(self.io_err("create", tmp.clone()))?;
+        self.share(&file);
+        // Nobody else knows this file yet: the lock is ours at once.
+        let locked = kernel::lock(&file, Kind::Exclusive, false).unwrap_or(false);
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) if locked => {}
+            Ok(()) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(self.io_err("create", path.to_path_buf())(e)),
+        }
+        let gate = Gate { file };
+        if !self.nested {
+            let orphans =
+                procfs::deleted_locked_files(&self.dir, |name| TicketId::parse(name).is_some());
+            if !orphans.is_empty() {
+                gate.set_orphans(&orphans);
+            }
+        }
+        Ok(Some(gate))
+    }
+
+    /// Holders of a removed lock directory of this database that still run
+    /// (see [`Queue::create_gate`]), as recorded in the gate. Read without
+    /// the gate's lock (for `status`).
+    pub fn orphans(&self) -> Vec<Holder> {
+        let Ok(file) = open_ticket(&self.dir.join(GATE)) else {
+            return Vec::new();
+        };
+        Gate { file }
+            .orphans()
+            .into_iter()
+            .filter(|o| o.is_live(&self.dir))
+            .map(|o| o.holder())
+            .collect()
     }
 
     /// The ticket names in the directory, oldest first. Files with other names
@@ -284,6 +346,7 @@ impl Queue {
         no_wait: bool,
     ) -> Result<Enqueued, LockError> {
         let gate = self.gate()?;
+        gate.check_orphans(&self.dir, self.db.path())?;
         let (existing, temporaries) = self.list_all()?;
         self.remove_dead_temporaries(&temporaries);
         let mut blockers: Vec<TicketId> = existing
@@ -306,6 +369,8 @@ impl Queue {
             .max(gate.counter())
             .unwrap_or(0)
             + 1;
+        // (An `orphans` line stays after the counter: the write below
+        // overwrites only the counter's fixed-width first line.)
         let id = TicketId { number, mode };
         let path = self.ticket_path(id);
         // The ticket is made under a name no one lists, locked and given its
@@ -458,13 +523,107 @@ impl QueueEntry {
     }
 }
 
+/// A process that holds a ticket of a removed lock directory: its pid, the
+/// start time that pid had, and the descriptor the ticket is open on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Orphan {
+    pid: i32,
+    start_time: u64,
+    fd: i32,
+}
+
+impl Orphan {
+    /// Still the same process, still holding a locked ticket of a removed
+    /// directory of this database on that descriptor.
+    fn is_live(&self, dir: &Path) -> bool {
+        procfs::start_time(self.pid) == Some(self.start_time)
+            && procfs::deleted_locked_fd(self.pid, self.fd, dir)
+    }
+
+    /// Who it is, from the ticket's record read through its descriptor.
+    fn holder(&self) -> Holder {
+        let record = fs::read(format!("/proc/{}/fd/{}", self.pid, self.fd))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+        let (mode, since) = record
+            .as_ref()
+            .map_or((Mode::Write, String::new()), |r| (r.mode, r.since.clone()));
+        Holder::Orphan {
+            program: record.map(|r| r.program),
+            pid: self.pid,
+            command: procfs::describe(self.pid),
+            mode,
+            since,
+        }
+    }
+}
+
 impl Gate {
-    fn counter(&self) -> Option<u64> {
+    /// The gate's text: the ticket counter, then an `orphans` line when a
+    /// removed lock directory left live holders behind.
+    fn text(&self) -> String {
         let mut text = String::new();
-        (&self.file).take(64).read_to_string(&mut text).ok()?;
+        let _ = (&self.file).take(4096).read_to_string(&mut text);
+        text
+    }
+
+    fn counter(&self) -> Option<u64> {
         // A garbled counter is harmless: the tickets on disk also say where
         // the numbering stands.
-        text.trim().parse().ok()
+        self.text().lines().next()?.trim().parse().ok()
+    }
+
+    fn orphans(&self) -> Vec<Orphan> {
+        let text = self.text();
+        let Some(line) = text.lines().find_map(|l| l.strip_prefix("orphans ")) else {
+            return Vec::new();
+        };
+        line.split_whitespace()
+            .filter_map(|o| {
+                let mut f = o.split(':');
+                Some(Orphan {
+                    pid: f.next()?.parse().ok()?,
+                    start_time: f.next()?.parse().ok()?,
+                    fd: f.next()?.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    fn set_orphans(&self, found: &[(i32, i32)]) {
+        let list: Vec<String> = found
+            .iter()
+            .filter_map(|&(pid, fd)| Some(format!("{pid}:{}:{fd}", procfs::start_time(pid)?)))
+            .collect();
+        let text = format!("{:020}\norphans {}\n", 0, list.join(" "));
+        let _ = self.file.set_len(0);
+        let _ = self.file.write_all_at(text.as_bytes(), 0);
+    }
+
+    /// Under the gate: fails while a holder of a removed lock directory still
+    /// runs (nobody may be granted beside it, and it is in no queue to wait
+    /// behind); forgets them once they are all gone. Costs nothing when the
+    /// gate has no `orphans` line (one read, which the counter needs anyway).
+    fn check_orphans(&self, dir: &Path, database: &Path) -> Result<(), LockError> {
+        let orphans = self.orphans();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let live: Vec<Holder> = orphans
+            .iter()
+            .filter(|o| o.is_live(dir))
+            .map(|o| o.holder())
+            .collect();
+        if live.is_empty() {
+            let counter = self.counter().unwrap_or(0);
+            let _ = self.file.set_len(0);
+            self.set_counter(counter);
+            return Ok(());
+        }
+        Err(LockError::Orphaned {
+            database: database.to_path_buf(),
+            holders: live,
+        })
     }
 
     fn set_counter(&self, n: u64) {

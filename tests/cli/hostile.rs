@@ -33,6 +33,39 @@ fn the_lock_directory_removed_while_waiting() {
 }
 
 #[test]
+fn the_lock_directory_removed_while_a_command_runs_lets_nobody_in_beside_it() {
+    let env = Env::new();
+    let go = env.path("go");
+    let holder = env.holder(&["exec", "--name", "keeper", "--write", "app.db"], "h");
+    fs::remove_dir_all(env.path(".app.db.dblaunch")).unwrap();
+    // Newcomers make the directory again and must not run beside keeper:
+    // they fail as busy (waiting or not), naming it.
+    for args in [
+        vec!["exec", "--no-wait", "--read", "app.db"],
+        vec!["exec", "--write", "app.db"],
+        vec!["exec", "--wait", "10m", "--write", "app.db"],
+    ] {
+        let o = env.run(&with_cmd(&args, &env.probe("beside", &[])));
+        let err = text(&o.stderr);
+        assert_eq!(code(&o), 75, "{err}");
+        assert!(
+            err.contains("keeper") && err.contains("was removed"),
+            "{err}"
+        );
+    }
+    assert!(!env.events().iter().any(|e| e.label == "beside"));
+    let table = text(&env.run(&["status", "app.db"]).stdout);
+    assert!(table.contains("keeper"), "{table}");
+    touch(&go);
+    assert!(wait_output(holder).status.success());
+    // Once it has ended, the database is free again.
+    let o = env.run(&["exec", "--no-wait", "--write", "app.db", "--", "true"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let gate = fs::read_to_string(env.path(".app.db.dblaunch/gate")).unwrap();
+    assert!(!gate.contains("orphans"), "{gate}");
+}
+
+#[test]
 fn a_fifo_a_device_or_a_socket_is_refused_and_nothing_is_created() {
     let env = Env::new();
     assert!(
