@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Event, Notifier};
 use crate::procfs;
 
 /// The project's directory for dblaunch's own files.
@@ -132,7 +131,10 @@ impl Drop for Listener {
 }
 
 /// Opens the run's control socket in `project/.dblaunch/`.
-pub fn listen(project: &Path, notifier: Notifier) -> io::Result<Listener> {
+pub fn listen(
+    project: &Path,
+    deliver: impl Fn(Request) + Clone + Send + 'static,
+) -> io::Result<Listener> {
     let dir = project.join(DIR);
     let group = fs::metadata(project).is_ok_and(|m| m.mode() & 0o020 != 0);
     match fs::DirBuilder::new()
@@ -166,7 +168,7 @@ pub fn listen(project: &Path, notifier: Notifier) -> io::Result<Listener> {
         .name("dblaunch-control".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let notifier = notifier.clone();
+                let deliver = deliver.clone();
                 let clients = Arc::clone(&counted);
                 *clients.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                 // One thread per client, so a slow one holds up nobody.
@@ -175,7 +177,7 @@ pub fn listen(project: &Path, notifier: Notifier) -> io::Result<Listener> {
                     .spawn({
                         let clients = Arc::clone(&clients);
                         move || {
-                            serve(stream, &notifier);
+                            serve(stream, &deliver);
                             clients.leave();
                         }
                     });
@@ -195,7 +197,7 @@ impl Clients {
     }
 }
 
-fn serve(stream: UnixStream, notifier: &Notifier) {
+fn serve(stream: UnixStream, deliver: &impl Fn(Request)) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
     if BufReader::new(&stream).read_line(&mut line).is_err() {
@@ -207,11 +209,11 @@ fn serve(stream: UnixStream, notifier: &Notifier) {
         return;
     };
     let (reply, replies) = mpsc::channel();
-    notifier.send(Event::Control(Request {
+    deliver(Request {
         action: wire.action,
         programs: wire.programs,
         reply,
-    }));
+    });
     for r in replies {
         if writeln!(out, "{r}").is_err() {
             break;

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod output;
 pub mod process;
 pub mod procfs;
+pub mod project;
 pub mod signals;
 pub mod supervisor;
 

@@ -221,7 +221,7 @@ impl<'a> Supervisor<'a> {
             Some(dir) => {
                 let listening = events
                     .notifier()
-                    .and_then(|n| crate::control::listen(dir, n));
+                    .and_then(|n| crate::control::listen(dir, move |r| n.send(Event::Control(r))));
                 match listening {
                     Ok(l) => Some(l),
                     Err(e) => {

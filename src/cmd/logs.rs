@@ -13,7 +13,7 @@ use crate::error::Error;
 
 pub fn execute(file: Option<&Path>, args: LogsArgs) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
-    let dir = super::start::logs_dir(&manifest);
+    let dir = crate::project::logs_dir(&manifest);
     let names: Vec<String> = if args.names.is_empty() {
         manifest
             .programs
@@ -22,7 +22,7 @@ pub fn execute(file: Option<&Path>, args: LogsArgs) -> Result<u8, Error> {
             .filter(|n| dir.join(format!("{n}.log")).exists())
             .collect()
     } else {
-        let chosen = super::run::targets_with(&manifest, &args.names, false)?;
+        let chosen = crate::project::targets_with(&manifest, &args.names, false)?;
         chosen
             .into_iter()
             .map(|i| manifest.programs[i].name.clone())

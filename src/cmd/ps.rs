@@ -8,7 +8,7 @@ use crate::error::Error;
 
 pub fn execute(file: Option<&Path>) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
-    let states = super::start::running(&manifest);
+    let states = crate::project::running(&manifest);
     if states.is_empty() {
         println!("nothing of {} is running", manifest.path.display());
         return Ok(0);

@@ -14,7 +14,7 @@ use crate::supervisor::{Options, Spec, Supervisor};
 
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
-    let chosen = targets(&manifest, &args.targets)?;
+    let chosen = crate::project::targets(&manifest, &args.targets)?;
     let mut specs = specs(&manifest, &chosen)?;
     // `.env` beside the manifest: for every program, under its own `env`.
     let dotenv = crate::manifest::dotenv::load(&manifest.dir)?;
@@ -44,8 +44,8 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     }
     let (logs, ready) = if args.detached {
         (
-            Some(super::start::logs_dir(&manifest)),
-            super::start::ready_pipe(),
+            Some(crate::project::logs_dir(&manifest)),
+            crate::project::ready_pipe(),
         )
     } else {
         (None, None)
@@ -62,48 +62,6 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
         ready,
     };
     Ok(Supervisor::new(&specs, opts)?.run())
-}
-
-/// The manifest's programs that `targets` stand for, or a usage error that
-/// names each unknown target with the closest known name.
-pub fn targets(manifest: &Manifest, targets: &[String]) -> Result<Vec<usize>, Error> {
-    targets_with(manifest, targets, true)
-}
-
-/// As [`targets`]; `with_after` pulls in what they run after.
-pub fn targets_with(
-    manifest: &Manifest,
-    targets: &[String],
-    with_after: bool,
-) -> Result<Vec<usize>, Error> {
-    manifest
-        .expand_with(targets, with_after)
-        .map_err(|unknown| {
-            let list: Vec<String> = unknown
-                .iter()
-                .map(|(name, close)| match close {
-                    Some(c) => format!("`{name}` (did you mean `{c}`?)"),
-                    None => format!("`{name}`"),
-                })
-                .collect();
-            let known: Vec<&str> = manifest
-                .programs
-                .iter()
-                .map(|p| p.name.as_str())
-                .chain(manifest.groups.iter().map(|(g, _)| g.as_str()))
-                .collect();
-            Error::Usage(format!(
-                "{} {} neither a program nor a group of {}; it has: {}",
-                list.join(", "),
-                if unknown.len() == 1 { "is" } else { "are" },
-                manifest.path.display(),
-                if known.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ))
-        })
 }
 
 /// The supervisor's view of the chosen programs; `after` indices are

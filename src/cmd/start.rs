@@ -6,67 +6,24 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::cli::RunArgs;
-use crate::control::{self, Action, ProgramState};
+use crate::control;
 use crate::error::Error;
-use crate::manifest::Manifest;
 use crate::process::READY_FD_ENV;
-
-pub fn logs_dir(manifest: &Manifest) -> PathBuf {
-    manifest.dir.join(control::DIR).join("logs")
-}
-
-/// In the detached run: the pipe to `start`, from the descriptor it passed.
-pub fn ready_pipe() -> Option<File> {
-    let fd: i32 = std::env::var(READY_FD_ENV).ok()?.parse().ok()?;
-    // SAFETY: fcntl(F_GETFD) only asks whether `fd` is open.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return None;
-    }
-    // Only a pipe; anything else is left alone.
-    // SAFETY: `fd` is open (checked above) and stays open for this fstat.
-    let meta = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).ok()?;
-    if meta.st_mode & libc::S_IFMT != libc::S_IFIFO {
-        return None;
-    }
-    // SAFETY: `start` opened this descriptor for us and nothing else in this
-    // process owns it; it is a pipe (checked above).
-    let file = unsafe { File::from_raw_fd(fd) };
-    // Not for the programs: they must not keep `start` waiting.
-    let _ = nix::fcntl::fcntl(
-        &file,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
-    Some(file)
-}
-
-/// Every program of the manifest that runs under some dblaunch, with the
-/// pid of that dblaunch.
-pub fn running(manifest: &Manifest) -> Vec<(ProgramState, i32)> {
-    let mut found = Vec::new();
-    for run in control::runs(&manifest.dir, |_, _| {}) {
-        let _ = control::ask(&run, Action::Ps, &[], |line| {
-            if let Ok(st) = serde_json::from_str::<ProgramState>(line) {
-                found.push((st, run.pid));
-            }
-        });
-    }
-    found
-}
 
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
-    let chosen = super::run::targets(&manifest, &args.targets)?;
+    let chosen = crate::project::targets(&manifest, &args.targets)?;
     let names: Vec<&str> = chosen
         .iter()
         .map(|&i| manifest.programs[i].name.as_str())
         .collect();
-    let already: Vec<String> = running(&manifest)
+    let already: Vec<String> = crate::project::running(&manifest)
         .into_iter()
         .filter(|(st, _)| names.contains(&st.program.as_str()) && st.live)
         .map(|(st, run)| format!("{} ({}, in the run of pid {run})", st.program, st.state))

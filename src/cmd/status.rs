@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::error::Error;
-use crate::lock::{Database, Holder, Mode, Queue, QueueEntry, State, database_files};
+use crate::lock::{
+    Database, Holder, Mode, Queue, QueueEntry, Request, State, database_files, foreign_holders,
+};
 use crate::procfs::{self, FdUse, FileId};
 
 /// The `--json` document (SPEC.md §3), exactly.
@@ -273,6 +275,25 @@ fn status(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStatus 
             (a, b) => a.or(b),
         };
     };
+    // The kernel's own answer for these files first (atomic, one lock per
+    // file); then /proc/locks for the rest, which a busy machine can make
+    // skip a line while other locks come and go.
+    let asked = foreign_holders(&Request {
+        db: l.db.clone(),
+        mode: Mode::Write,
+    });
+    for h in asked {
+        if let Holder::Foreign {
+            pid: Some(pid),
+            write,
+            ..
+        } = h
+        {
+            if !is_managed(pid) {
+                add(pid, Some(write), false);
+            }
+        }
+    }
     for lock in locks.iter().filter(|k| l.files.contains(&k.file)) {
         if let Some(pid) = lock
             .pid

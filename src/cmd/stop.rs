@@ -24,7 +24,7 @@ fn ask(file: Option<&Path>, action: control::Action, targets: &[String]) -> Resu
     let programs: Vec<String> = if targets.is_empty() {
         Vec::new()
     } else {
-        super::run::targets_with(&manifest, targets, false)?
+        crate::project::targets_with(&manifest, targets, false)?
             .into_iter()
             .map(|i| manifest.programs[i].name.clone())
             .collect()

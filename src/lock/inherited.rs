@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::queue::TicketId;
 use super::record::Record;
+use super::ticket::{TicketId, nested_dir_of};
 
 /// A ticket whose lock this process holds through an inherited descriptor.
 #[derive(Clone, Debug)]
@@ -64,15 +64,6 @@ impl Inherited {
         (r.program, r.pid)
     }
 }
-
-/// Where the programs under a ticket queue among themselves.
-pub fn nested_dir_of(ticket: &Path) -> PathBuf {
-    let mut name = ticket.file_name().unwrap_or_default().to_os_string();
-    name.push(NESTED_SUFFIX);
-    ticket.with_file_name(name)
-}
-
-pub const NESTED_SUFFIX: &str = ".nested";
 
 /// Every inherited, locked ticket descriptor of this process; read once.
 pub fn all() -> &'static [Inherited] {

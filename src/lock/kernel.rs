@@ -47,3 +47,32 @@ pub fn lock(fd: impl AsFd, kind: Kind, block: bool) -> nix::Result<bool> {
         }
     }
 }
+
+/// A POSIX or OFD record lock (what SQLite, DuckDB and RocksDB take on their
+/// own files) that conflicts with reading (`write` false) or writing the
+/// whole file behind `fd`, as the kernel reports it for that one file:
+/// `Some((pid, exclusive))`, with no pid for an OFD lock (the kernel does not
+/// say whose). Asked with F_OFD_GETLK, which takes no lock and, unlike
+/// reading `/proc/locks` (several reads, entries skipped when other locks
+/// come and go between them), answers atomically. flock(2) locks are not
+/// reported (the two families do not interact on Linux).
+pub fn conflicting_record_lock(
+    fd: impl AsFd,
+    write: bool,
+) -> nix::Result<Option<(Option<i32>, bool)>> {
+    // SAFETY: an all-zero `struct flock` is a valid value of the type.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0;
+    // SAFETY: F_OFD_GETLK reads and writes the `flock` we own, which lives
+    // for the duration of the call; the descriptor is borrowed and open.
+    let rc = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    Errno::result(rc)?;
+    if fl.l_type == libc::F_UNLCK as libc::c_short {
+        return Ok(None);
+    }
+    let pid = (fl.l_pid > 0).then_some(fl.l_pid);
+    Ok(Some((pid, fl.l_type == libc::F_WRLCK as libc::c_short)))
+}

@@ -17,9 +17,10 @@ mod kernel;
 mod queue;
 mod record;
 mod set;
+mod ticket;
 
 pub use database::Database;
 pub use error::{Holder, LockError, round};
 pub use queue::{Queue, QueueEntry, Release, TicketId};
 pub use record::{Mode, Owner, Record, State};
-pub use set::{Acquirer, Held, Pending, Progress, Request, Step, database_files};
+pub use set::{Acquirer, Held, Pending, Progress, Request, Step, database_files, foreign_holders};

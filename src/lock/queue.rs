@@ -19,9 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::database::Database;
 use super::error::{Holder, LockError};
-use super::inherited::{Inherited, NESTED_SUFFIX, nested_dir_of};
+use super::inherited::Inherited;
 use super::kernel::{self, Kind};
 use super::record::{Mode, Record, State};
+pub use super::ticket::TicketId;
+use super::ticket::{NESTED_SUFFIX, nested_dir_of};
 use crate::procfs::{self, FileId, LockFamily};
 
 const GATE: &str = "gate";
@@ -29,30 +31,6 @@ const GATE: &str = "gate";
 const TMP_PREFIX: &str = ".new-";
 /// A record is a few hundred bytes; anything much larger is not ours.
 const MAX_RECORD: u64 = 64 * 1024;
-
-/// A ticket's name: its place in the queue and its mode, `00000000000000000042.w`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TicketId {
-    pub number: u64,
-    pub mode: Mode,
-}
-
-impl TicketId {
-    pub fn file_name(&self) -> String {
-        format!("{:020}.{}", self.number, self.mode.letter())
-    }
-
-    pub fn parse(name: &str) -> Option<TicketId> {
-        let (number, mode) = name.split_once('.')?;
-        if number.len() != 20 || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(TicketId {
-            number: number.parse().ok()?,
-            mode: Mode::from_letter(mode)?,
-        })
-    }
-}
 
 /// The queue of one database.
 #[derive(Clone, Debug)]
@@ -249,10 +227,12 @@ impl Queue {
     /// the gate, where every enqueue sees them. `None`: someone else's gate
     /// won.
     fn create_gate(&self, path: &Path) -> Result<Option<Gate>, LockError> {
-        let tmp = self
-            .dir
-            .join(format!("{TMP_PREFIX}gate.{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            "{TMP_PREFIX}gate.{}.{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        ));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -262,14 +242,45 @@ impl Queue {
             .open(&tmp)
             .map_err(self.io_err("create", tmp.clone()))?;
         self.share(&file);
-        // Nobody else knows this file yet: the lock is ours at once.
-        let locked = kernel::lock(&file, Kind::Exclusive, false).unwrap_or(false);
+        // Nobody else knows this file yet, unless a gate-holder is clearing
+        // it away as an abandoned temporary: then start over.
+        if !kernel::lock(&file, Kind::Exclusive, false).unwrap_or(false) {
+            let _ = fs::remove_file(&tmp);
+            return Ok(None);
+        }
         let linked = fs::hard_link(&tmp, path);
         let _ = fs::remove_file(&tmp);
         match linked {
-            Ok(()) if locked => {}
-            Ok(()) => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Ok(()) => {}
+            // Gone from under us (a gate-holder cleared it away as an
+            // abandoned temporary before we locked it): start over; if the
+            // whole directory is gone, that finds it out.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
+                ) =>
+            {
+                return Ok(None);
+            }
+            // A filesystem without hard links: make the gate in place, as
+            // before this check existed (no look for a removed directory's
+            // holders there).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(self.create_mode())
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)
+                    .map_err(self.io_err("open", path.to_path_buf()))?;
+                self.share(&file);
+                kernel::lock(&file, Kind::Exclusive, true)
+                    .map_err(|e| self.io_err("lock", path.to_path_buf())(e.into()))?;
+                return Ok(Some(Gate { file }));
+            }
             Err(e) => return Err(self.io_err("create", path.to_path_buf())(e)),
         }
         let gate = Gate { file };

@@ -4,13 +4,16 @@
 
 use std::fs;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::database::Database;
+
 use super::error::{Holder, LockError};
 use super::inherited::{self, Inherited};
+use super::kernel;
 use super::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, WaitOutcome};
 use super::record::{Mode, Owner, Record};
 use crate::procfs::{self, FileId};
@@ -307,36 +310,55 @@ fn holders_ahead(queue: &Queue, mine: TicketId) -> Vec<Holder> {
 
 /// Processes that lock the database's own files (the file, or the files
 /// directly inside a directory database such as RocksDB's `LOCK`) without
-/// dblaunch, in a mode that conflicts with `req`.
+/// dblaunch, in a mode that conflicts with `req`. The kernel is asked about
+/// each file alone (F_OFD_GETLK): no pass over the machine's locks, and no
+/// chance of missing one that `/proc/locks` skipped while others changed.
+/// Only an OFD lock, which the kernel reports without a pid, is looked up
+/// among the open descriptors to name its owner.
 pub fn foreign_holders(req: &Request) -> Vec<Holder> {
-    let files = database_files(req.db.path());
-    if files.is_empty() {
-        return Vec::new();
-    }
     let mut holders = Vec::new();
-    let mut unattributed = false;
-    for lock in procfs::locks() {
-        if !files.contains(&lock.file) || !(lock.write || req.mode == Mode::Write) {
+    for path in lockable_files(req.db.path()) {
+        // Read-only, non-blocking, never our controlling terminal. dblaunch
+        // holds no record locks of its own, so closing this descriptor
+        // (which drops the caller's POSIX locks on the file) loses nothing.
+        let Ok(file) = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+            .open(&path)
+        else {
             continue;
-        }
-        // flock locks name the process that took them, which may be gone
-        // while an heir holds the description: only believe a live pid.
-        match lock.pid.filter(|&p| procfs::start_time(p).is_some()) {
+        };
+        let Ok(Some((pid, write))) =
+            kernel::conflicting_record_lock(&file, req.mode == Mode::Write)
+        else {
+            continue;
+        };
+        match pid.filter(|&p| procfs::start_time(p).is_some()) {
             Some(pid) => holders.push(Holder::Foreign {
                 pid: Some(pid),
                 command: procfs::describe(pid),
-                write: lock.write,
+                write,
             }),
-            None => unattributed = true,
-        }
-    }
-    if unattributed {
-        for o in procfs::openers(&files).into_iter().filter(|o| o.locked) {
-            holders.push(Holder::Foreign {
-                pid: Some(o.pid),
-                command: procfs::describe(o.pid),
-                write: o.write_lock,
-            });
+            None => {
+                let id = file.metadata().ok().map(|m| FileId::of(&m));
+                let owners: Vec<Holder> = procfs::openers(&id.into_iter().collect::<Vec<_>>())
+                    .into_iter()
+                    .filter(|o| o.locked)
+                    .map(|o| Holder::Foreign {
+                        pid: Some(o.pid),
+                        command: procfs::describe(o.pid),
+                        write: o.write_lock,
+                    })
+                    .collect();
+                if owners.is_empty() {
+                    holders.push(Holder::Foreign {
+                        pid: None,
+                        command: String::new(),
+                        write,
+                    });
+                }
+                holders.extend(owners);
+            }
         }
     }
     holders.sort_by_key(|h| match h {
@@ -345,6 +367,29 @@ pub fn foreign_holders(req: &Request) -> Vec<Holder> {
     });
     holders.dedup();
     holders
+}
+
+/// The regular files a database engine may lock: the database file, or the
+/// files directly inside a directory database (RocksDB's `LOCK`).
+fn lockable_files(path: &Path) -> Vec<PathBuf> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Vec::new();
+    };
+    if meta.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    if !meta.is_dir() {
+        return Vec::new();
+    }
+    fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The files whose locks belong to the database itself: the file, or the

@@ -6,13 +6,15 @@ pub mod dotenv;
 mod error;
 mod model;
 mod raw;
+mod suggest;
 mod validate;
 
 pub use error::{Diagnostic, ManifestError};
 pub use model::{
     Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, is_path,
 };
-pub use validate::{closest, same_database};
+pub use suggest::closest;
+pub use validate::same_database;
 
 use std::path::{Path, PathBuf};
 

@@ -152,7 +152,7 @@ impl Manifest {
                     .chain(self.groups.iter().map(|(n, _)| n.as_str()));
                 unknown.push((
                     t.clone(),
-                    super::validate::closest(t, names).map(str::to_owned),
+                    super::suggest::closest(t, names).map(str::to_owned),
                 ));
             }
         }

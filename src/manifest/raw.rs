@@ -96,7 +96,7 @@ fn unknown_keys(
                 format!("unknown key `{}` in {what}", k.get_ref()),
                 Some(k.span()),
             );
-            d = match crate::manifest::validate::closest(k.get_ref(), known.iter().copied()) {
+            d = match super::suggest::closest(k.get_ref(), known.iter().copied()) {
                 Some(c) => d.help(format!(
                     "did you mean `{c}`? The keys are {}",
                     known.join(", ")
@@ -190,7 +190,7 @@ pub fn parse(text: &str) -> (Raw, Vec<Diagnostic>) {
             }
             other => {
                 let mut d = Diagnostic::new(format!("unknown section `{other}`"), Some(key.span()));
-                d = match crate::manifest::validate::closest(other, SECTIONS.iter().copied()) {
+                d = match super::suggest::closest(other, SECTIONS.iter().copied()) {
                     Some(s) => d.help(format!("did you mean `{s}`? The sections are [settings], [databases], [programs] and [groups]")),
                     None => d.help("the sections are [settings], [databases], [programs] and [groups]"),
                 };

@@ -13,16 +13,7 @@ use super::model::{
     Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, is_path, normalize,
 };
 use super::raw::{Raw, RawCommand, RawProgram};
-
-/// The known name closest to `name`, if any is close enough to be a typo
-/// (optimal string alignment: a swap of two letters, `mian`, is one edit).
-pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .map(|c| (strsim::osa_distance(name, c), c))
-        .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
+use super::suggest::closest;
 
 fn suggest(d: Diagnostic, name: &str, known: &[&str], kind: &str) -> Diagnostic {
     match closest(name, known.iter().copied()) {

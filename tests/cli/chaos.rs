@@ -41,6 +41,8 @@ struct Launch {
     /// Probe labels it runs, with their databases and modes.
     labels: Vec<(String, Vec<(usize, bool)>)>,
     status: Option<std::process::ExitStatus>,
+    /// What it said on stderr (for the report of a violation).
+    stderr: String,
     /// Its lifetime on the monotonic clock (pids are reused in long runs,
     /// so a signal belongs to it only if sent within).
     born: u128,
@@ -73,10 +75,11 @@ impl World {
         v.len() - 1
     }
 
-    fn finish(&self, i: usize, s: std::process::ExitStatus) {
+    fn finish(&self, i: usize, o: std::process::Output) {
         let mut v = self.launches.lock().unwrap();
-        v[i].status = Some(s);
+        v[i].status = Some(o.status);
         v[i].reaped = now_ns();
+        v[i].stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     }
 }
 
@@ -143,12 +146,12 @@ fn chaos() {
                 );
                 args.push(log.display().to_string());
                 let born = now_ns();
-                let mut child = Command::new(BIN)
+                let child = Command::new(BIN)
                     .args(&args)
                     .current_dir(&dir)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(Stdio::piped())
                     .spawn()
                     .unwrap();
                 let i = world.add(Launch {
@@ -156,11 +159,11 @@ fn chaos() {
                     what: args.join(" "),
                     labels: vec![(label, locks)],
                     status: None,
+                    stderr: String::new(),
                     born,
                     reaped: u128::MAX,
                 });
-                let s = wait_status(&mut child);
-                world.finish(i, s);
+                world.finish(i, wait_output(child));
             }
         }));
     }
@@ -200,12 +203,12 @@ fn chaos() {
                 toml += "[groups]\nall = [\"p1\", \"p2\", \"p3\", \"p4\", \"p5\"]\n";
                 fs::write(dir.join("dblaunch.toml"), toml).unwrap();
                 let born = now_ns();
-                let mut child = Command::new(BIN)
+                let child = Command::new(BIN)
                     .args(["run", "all"])
                     .current_dir(&dir)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(Stdio::piped())
                     .spawn()
                     .unwrap();
                 let i = world.add(Launch {
@@ -213,11 +216,11 @@ fn chaos() {
                     what: "run all".to_owned(),
                     labels,
                     status: None,
+                    stderr: String::new(),
                     born,
                     reaped: u128::MAX,
                 });
-                let s = wait_status(&mut child);
-                world.finish(i, s);
+                world.finish(i, wait_output(child));
             }
         }));
     }
@@ -458,8 +461,10 @@ fn check(env: &Env, launches: &[Launch], kills: &[Kill], ev: &[Event]) -> Vec<St
         // was killed: that gives the killed one's status, covered above.
         if !allowed.contains(&code) {
             bad.push(format!(
-                "dblaunch pid {} ({}) exited {code}; the spec allows {allowed:?} for what happened to it",
-                l.pid, l.what
+                "dblaunch pid {} ({}) exited {code}; the spec allows {allowed:?} for what happened to it; it said: {}",
+                l.pid,
+                l.what,
+                l.stderr.trim()
             ));
         }
         // Unambiguous cases: a stop signal that reached dblaunch while its
