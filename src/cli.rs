@@ -44,7 +44,7 @@ pub enum Command {
     /// Show the output of programs started with `start`
     Logs(LogsArgs),
     /// List the programs of this manifest that run under any dblaunch
-    Ps,
+    Ps(PsArgs),
     /// Stop programs gracefully and start them again
     Restart(RestartArgs),
     /// Run one command under database locks, no manifest needed
@@ -151,6 +151,13 @@ pub struct ExecArgs {
     /// The command and its arguments (after --)
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// One JSON object, `{"programs": [...]}`, instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -54,18 +54,80 @@ pub enum Action {
     Ps,
 }
 
-/// A program as `dblaunch ps` shows it.
+/// A program as `dblaunch ps` shows it: data, rendered by `cmd/ps.rs` (as a
+/// table, or as it is with `ps --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgramState {
     pub program: String,
-    pub state: String,
+    pub state: Phase,
+    /// With `exited` and `failed`: the exit status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u8>,
     /// Running, or on its way to run (queued, waiting to restart …).
     pub live: bool,
     pub pid: Option<i32>,
     pub uptime_ms: Option<u64>,
     pub restarts: u32,
-    pub holds: Vec<String>,
-    pub awaits: Vec<String>,
+    pub holds: Vec<DbUse>,
+    pub awaits: Vec<DbUse>,
+}
+
+/// Where a program is in its life (see `supervisor/lifecycle.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// For its `after` programs.
+    WaitingForAfter,
+    /// For its locks.
+    Queued,
+    /// For a process that locks its database outside dblaunch.
+    WaitingForForeign,
+    Running,
+    /// Stopping to let a waiter in; it queues again after.
+    Yielding,
+    Stopping,
+    WaitingToRestart,
+    Exited,
+    /// It could not start or its locks could not be taken.
+    Failed,
+    /// A program it runs after failed.
+    Skipped,
+    NotStarted,
+    Stopped,
+}
+
+impl ProgramState {
+    /// The state as a person reads it: `running`, `exited 1`, `failed (75)` …
+    pub fn describe(&self) -> String {
+        let status = self.status.unwrap_or_default();
+        match self.state {
+            Phase::WaitingForAfter => "waiting for `after`".to_owned(),
+            Phase::Queued => "queued".to_owned(),
+            Phase::WaitingForForeign => "waiting for a process outside dblaunch".to_owned(),
+            Phase::Running => "running".to_owned(),
+            Phase::Yielding => "yielding".to_owned(),
+            Phase::Stopping => "stopping".to_owned(),
+            Phase::WaitingToRestart => "waiting to restart".to_owned(),
+            Phase::Exited => format!("exited {status}"),
+            Phase::Failed => format!("failed ({status})"),
+            Phase::Skipped => "not started (an `after` program failed)".to_owned(),
+            Phase::NotStarted => "not started".to_owned(),
+            Phase::Stopped => "stopped".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for DbUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.path.display(), self.mode)
+    }
+}
+
+/// One database a program holds or waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbUse {
+    pub path: PathBuf,
+    pub mode: crate::lock::Mode,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -44,7 +44,7 @@ pub fn run() -> u8 {
         Command::Run(args) => cmd::run::execute(cli.file.as_deref(), args),
         Command::Start(args) => cmd::start::execute(cli.file.as_deref(), args),
         Command::Logs(args) => cmd::logs::execute(cli.file.as_deref(), args),
-        Command::Ps => cmd::ps::execute(cli.file.as_deref()),
+        Command::Ps(args) => cmd::ps::execute(cli.file.as_deref(), args),
         Command::Restart(args) => cmd::stop::restart(cli.file.as_deref(), args),
         Command::Status(args) => cmd::status::execute(cli.file.as_deref(), args),
         Command::Stop(args) => cmd::stop::execute(cli.file.as_deref(), args),

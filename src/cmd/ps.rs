@@ -4,11 +4,28 @@
 
 use std::path::Path;
 
+use crate::cli::PsArgs;
+use crate::control::DbUse;
 use crate::error::Error;
 
-pub fn execute(file: Option<&Path>) -> Result<u8, Error> {
+pub fn execute(file: Option<&Path>, args: PsArgs) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
     let states = crate::project::running(&manifest);
+    if args.json {
+        // One JSON object: {"programs": [{program, state, status?, live,
+        // pid, uptime_ms, restarts, holds, awaits, run_pid}]}.
+        let programs: Vec<serde_json::Value> = states
+            .iter()
+            .map(|(s, run)| {
+                let mut v = serde_json::to_value(s).expect("a state always serialises");
+                v["run_pid"] = (*run).into();
+                v
+            })
+            .collect();
+        let doc = serde_json::json!({ "programs": programs });
+        println!("{doc}");
+        return Ok(0);
+    }
     if states.is_empty() {
         println!("nothing of {} is running", manifest.path.display());
         return Ok(0);
@@ -31,16 +48,16 @@ pub fn execute(file: Option<&Path>) -> Result<u8, Error> {
             })
             .unwrap_or_else(|| "-".to_owned());
         let dbs = if !s.holds.is_empty() {
-            format!("holds {}", s.holds.join(", "))
+            format!("holds {}", list(&s.holds))
         } else if !s.awaits.is_empty() {
-            format!("awaits {}", s.awaits.join(", "))
+            format!("awaits {}", list(&s.awaits))
         } else {
             String::new()
         };
         println!(
             "{:<width$}  {:<24}  {:>7}  {:>9}  {:>8}  {dbs}",
             s.program,
-            s.state,
+            s.describe(),
             s.pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".to_owned()),
@@ -49,4 +66,11 @@ pub fn execute(file: Option<&Path>) -> Result<u8, Error> {
         );
     }
     Ok(0)
+}
+
+fn list(uses: &[DbUse]) -> String {
+    uses.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -26,7 +26,13 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     let already: Vec<String> = crate::project::running(&manifest)
         .into_iter()
         .filter(|(st, _)| names.contains(&st.program.as_str()) && st.live)
-        .map(|(st, run)| format!("{} ({}, in the run of pid {run})", st.program, st.state))
+        .map(|(st, run)| {
+            format!(
+                "{} ({}, in the run of pid {run})",
+                st.program,
+                st.describe()
+            )
+        })
         .collect();
     if !already.is_empty() {
         println!("already running, nothing started: {}", already.join(", "));

@@ -77,6 +77,20 @@ fn start_ps_logs_restart_and_stop() {
     );
     let web = pid_of(&env, "web");
     assert!(alive(web));
+    // The same as data.
+    let o = env.run(&["ps", "--json"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let programs = v["programs"].as_array().unwrap();
+    let w = programs.iter().find(|p| p["program"] == "web").unwrap();
+    assert_eq!(w["state"], "running", "{w}");
+    assert_eq!(w["pid"], web, "{w}");
+    assert_eq!(w["run_pid"], run_pid, "{w}");
+    assert_eq!(w["holds"][0]["mode"], "read", "{w}");
+    assert!(
+        w["holds"][0]["path"].as_str().unwrap().ends_with("/app.db"),
+        "{w}"
+    );
 
     // A second start changes nothing.
     let o = env.run(&["start", "web"]);

@@ -1,0 +1,66 @@
+//! What the supervisor is asked to run: each program (`Spec`) and how the
+//! run behaves (`Options`), and the restart back-off.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::lock::Request;
+
+/// One program to run.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub locks: Vec<Request>,
+    /// Indices (into the run's specs) of programs that must exit 0 first.
+    pub after: Vec<usize>,
+    pub stop_signal: i32,
+    pub restart: crate::manifest::Restart,
+    pub max_restarts: u32,
+    /// Give way to anyone who queues for its databases in a conflicting
+    /// mode: stop gracefully, queue again behind them, come back.
+    pub yields: bool,
+}
+
+/// A run at least this long resets the count of consecutive restarts.
+pub(super) const STABLE_RUN: Duration = Duration::from_secs(10);
+
+/// The delay before the `n`th consecutive restart: 100 ms, doubling, at
+/// most 30 s.
+pub fn backoff(n: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << n.saturating_sub(1).min(20));
+    Duration::from_millis(ms.min(30_000))
+}
+
+/// How a run behaves.
+pub struct Options {
+    pub stop_timeout: Duration,
+    /// Queueing limit per program; `None` waits as long as it takes.
+    pub wait: Option<Duration>,
+    /// Lifecycle lines (started, exited) at info level; otherwise debug.
+    pub announce: bool,
+    /// The project directory: listen there for `dblaunch stop`.
+    pub control: Option<PathBuf>,
+    /// A detached run: program output goes to `NAME.log` files here.
+    pub logs: Option<PathBuf>,
+    /// A detached run: tell `dblaunch start` here how each program started,
+    /// then close it.
+    pub ready: Option<std::fs::File>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn backoff_doubles_from_100ms_up_to_30s() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(4), Duration::from_millis(800));
+        assert_eq!(backoff(9), Duration::from_millis(25_600));
+        assert_eq!(backoff(10), Duration::from_secs(30));
+        assert_eq!(backoff(1000), Duration::from_secs(30));
+    }
+}
