@@ -12,9 +12,9 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use crate::lock::Progress;
+use crate::platform::QueueWatcher;
 
 use crate::signals::Signals;
 
@@ -36,7 +36,7 @@ pub struct Events {
     /// inotify on the lock directories of programs that yield: a waiter
     /// announces itself by its ticket appearing, so noticing it costs no
     /// polling.
-    watcher: Option<Inotify>,
+    watcher: Option<QueueWatcher>,
     /// Made on first use: an uncontended launch never needs it.
     helpers: Option<Helpers>,
     queue: VecDeque<Event>,
@@ -78,14 +78,9 @@ impl Events {
     /// Reports [`Event::QueueChanged`] when a ticket appears in `dir`.
     pub fn watch_queue(&mut self, dir: &std::path::Path) -> io::Result<()> {
         if self.watcher.is_none() {
-            self.watcher = Some(Inotify::init(
-                InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC,
-            )?);
+            self.watcher = Some(QueueWatcher::new()?);
         }
-        let w = self.watcher.as_ref().expect("just made");
-        // Tickets are renamed into place, fully written and locked.
-        w.add_watch(dir, AddWatchFlags::IN_MOVED_TO)?;
-        Ok(())
+        self.watcher.as_ref().expect("just made").watch(dir)
     }
 
     /// A handle for another thread to send [`Progress`] with.
@@ -157,7 +152,7 @@ impl Events {
             self.queue.push_back(Event::Signal(s));
         }
         if let Some(w) = &self.watcher {
-            if w.read_events().is_ok_and(|e| !e.is_empty()) {
+            if w.changed() {
                 self.queue.push_back(Event::QueueChanged);
             }
         }

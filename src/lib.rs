@@ -12,8 +12,8 @@ pub mod lock;
 mod logging;
 pub mod manifest;
 pub mod output;
+pub mod platform;
 pub mod process;
-pub mod procfs;
 pub mod project;
 pub mod signals;
 pub mod supervisor;
@@ -22,6 +22,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 pub use crate::error::Error;
+pub use crate::platform::procfs;
 
 /// Parses the command line, runs the subcommand and returns the exit status.
 pub fn run() -> u8 {

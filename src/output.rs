@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -16,7 +16,14 @@ use std::time::Instant;
 /// A line longer than this is passed on in pieces rather than held in memory.
 const MAX_LINE: usize = 1 << 20;
 
-const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+const COLOURS: [anstyle::AnsiColor; 6] = [
+    anstyle::AnsiColor::Cyan,
+    anstyle::AnsiColor::Yellow,
+    anstyle::AnsiColor::Green,
+    anstyle::AnsiColor::Magenta,
+    anstyle::AnsiColor::Blue,
+    anstyle::AnsiColor::Red,
+];
 
 pub struct Output {
     width: usize,
@@ -49,11 +56,13 @@ pub enum Stream {
 
 impl Output {
     pub fn new<'a>(names: impl Iterator<Item = &'a str>) -> Arc<Output> {
-        let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        // anstream's choice: a terminal, unless NO_COLOR (or TERM=dumb);
+        // CLICOLOR_FORCE forces colour.
+        let colour = |choice| choice != anstream::ColorChoice::Never;
         Arc::new(Output {
             width: names.map(|n| n.chars().count()).max().unwrap_or(0),
-            colour_out: !no_colour && io::stdout().is_terminal(),
-            colour_err: !no_colour && io::stderr().is_terminal(),
+            colour_out: colour(anstream::AutoStream::choice(&io::stdout())),
+            colour_err: colour(anstream::AutoStream::choice(&io::stderr())),
             sink: Mutex::new(Sink::Terminal),
         })
     }
@@ -85,7 +94,8 @@ impl Output {
         };
         let padded = format!("{name:<width$}", width = self.width);
         if colour {
-            format!("\x1b[{}m{padded} |\x1b[0m ", COLOURS[index % COLOURS.len()]).into_bytes()
+            let style = COLOURS[index % COLOURS.len()].on_default();
+            format!("{}{padded} |{} ", style.render(), style.render_reset()).into_bytes()
         } else {
             format!("{padded} | ").into_bytes()
         }

@@ -151,20 +151,12 @@ impl Database {
         // Same user always; the group too where the database's directory is
         // group-writable (a shared project directory); never others.
         let group_shared = parent_meta.is_some_and(|m| m.mode() & 0o020 != 0);
-        let mode = if group_shared { 0o2775 } else { 0o755 };
-        match fs::DirBuilder::new().mode(mode).create(&dir) {
-            Ok(()) => {
-                // The umask may have removed the group bits we want.
-                let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(LockError::LockDirectory {
-                    database: self.path.clone(),
-                    lock_dir: dir,
-                    source,
-                });
-            }
+        if let Err(source) = make_lock_dir(&dir, group_shared) {
+            return Err(LockError::LockDirectory {
+                database: self.path.clone(),
+                lock_dir: dir,
+                source,
+            });
         }
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.file_type().is_dir() => Ok((dir, meta.mode() & 0o020 != 0)),
@@ -182,6 +174,22 @@ impl Database {
 }
 
 const LOCK_DIR_SUFFIX: &str = ".dblaunch";
+
+/// Makes a lock directory (or a nested queue's) unless it exists: the same
+/// user always; the group too in a group-shared place (setgid, so files in
+/// it keep the group); never others.
+pub(crate) fn make_lock_dir(dir: &Path, group_shared: bool) -> io::Result<()> {
+    let mode = if group_shared { 0o2775 } else { 0o755 };
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            // The umask may have removed the group bits we want.
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// What a path is when it is something no database engine stores data in:
 /// a device, a FIFO or a socket. Such a path is refused before anything is

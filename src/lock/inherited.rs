@@ -82,17 +82,7 @@ pub fn for_lock_dir(lock_dir: &Path) -> Option<&'static Inherited> {
 
 fn scan() -> Vec<Inherited> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for (fd, link) in crate::procfs::descriptors_of("self") {
         // dblaunch opens its own files close-on-exec: only a descriptor
         // without the flag can have come from an ancestor.
         // SAFETY: F_GETFD only reads the flags of a descriptor number; a
@@ -101,7 +91,7 @@ fn scan() -> Vec<Inherited> {
         if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
             continue;
         }
-        let Ok(target) = std::fs::read_link(entry.path()) else {
+        let Ok(target) = std::fs::read_link(&link) else {
             continue;
         };
         let Some(id) = target
@@ -116,7 +106,10 @@ fn scan() -> Vec<Inherited> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with('.') && n.ends_with(".dblaunch"))
         });
-        if !in_lock_dir || !holds_flock(fd) || !is_regular(fd) {
+        if !in_lock_dir
+            || !crate::procfs::holds_flock(std::process::id() as i32, fd)
+            || !is_regular(fd)
+        {
             continue;
         }
         found.push(Inherited {
@@ -126,14 +119,6 @@ fn scan() -> Vec<Inherited> {
         });
     }
     found
-}
-
-/// Whether the open file description behind `fd` carries a flock.
-fn holds_flock(fd: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).is_ok_and(|info| {
-        info.lines()
-            .any(|l| l.starts_with("lock:") && l.contains("FLOCK"))
-    })
 }
 
 fn is_regular(fd: i32) -> bool {

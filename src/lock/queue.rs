@@ -11,13 +11,13 @@
 //! - ticket numbers only grow, so a name that no longer exists is finished.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::database::Database;
+use super::database::{Database, make_lock_dir};
 use super::error::{Holder, LockError};
 use super::inherited::Inherited;
 use super::kernel::{self, Kind};
@@ -110,19 +110,12 @@ impl Queue {
             .parent()
             .and_then(|p| fs::metadata(p).ok())
             .is_some_and(|m| m.mode() & 0o020 != 0);
-        let mode = if group { 0o2775 } else { 0o755 };
-        match fs::DirBuilder::new().mode(mode).create(&dir) {
-            Ok(()) => {
-                let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(LockError::LockDirectory {
-                    database: db.path().to_path_buf(),
-                    lock_dir: dir,
-                    source,
-                });
-            }
+        if let Err(source) = make_lock_dir(&dir, group) {
+            return Err(LockError::LockDirectory {
+                database: db.path().to_path_buf(),
+                lock_dir: dir,
+                source,
+            });
         }
         match fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_dir() => Ok(Queue {
@@ -199,22 +192,33 @@ impl Queue {
 
     fn gate(&self) -> Result<Gate, LockError> {
         let path = self.dir.join(GATE);
-        let opened = OpenOptions::new()
+        match self.open_gate(&path, false) {
+            Err(LockError::Removed { .. }) => match self.create_gate(&path)? {
+                Some(gate) => Ok(gate),
+                // Someone else made it first: use theirs.
+                None => self.gate(),
+            },
+            other => other,
+        }
+    }
+
+    /// Opens the gate at `path` (creating it in place with `create`) and
+    /// waits for its lock.
+    fn open_gate(&self, path: &Path, create: bool) -> Result<Gate, LockError> {
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .create(create)
+            .truncate(false)
+            .mode(self.create_mode())
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&path);
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.create_gate(&path)? {
-                Some(gate) => return Ok(gate),
-                // Someone else made it first: use theirs.
-                None => return self.gate(),
-            },
-            Err(e) => return Err(self.io_err("open", path)(e)),
-        };
+            .open(path)
+            .map_err(self.io_err("lock", path.to_path_buf()))?;
+        if create {
+            self.share(&file);
+        }
         kernel::lock(&file, Kind::Exclusive, true)
-            .map_err(|e| self.io_err("lock", path)(e.into()))?;
+            .map_err(|e| self.io_err("lock", path.to_path_buf())(e.into()))?;
         Ok(Gate { file })
     }
 
@@ -267,19 +271,7 @@ impl Queue {
             // before this check existed (no look for a removed directory's
             // holders there).
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(self.create_mode())
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .map_err(self.io_err("open", path.to_path_buf()))?;
-                self.share(&file);
-                kernel::lock(&file, Kind::Exclusive, true)
-                    .map_err(|e| self.io_err("lock", path.to_path_buf())(e.into()))?;
-                return Ok(Some(Gate { file }));
+                return self.open_gate(path, true).map(Some);
             }
             Err(e) => return Err(self.io_err("create", path.to_path_buf())(e)),
         }
@@ -572,10 +564,21 @@ impl Orphan {
 impl Gate {
     /// The gate's text: the ticket counter, then an `orphans` line when a
     /// removed lock directory left live holders behind.
+    /// Always from the start of the file (pread): the file position must
+    /// not carry one read over to the next, or the counter would read as
+    /// empty and ticket numbers restart once the queue empties.
     fn text(&self) -> String {
-        let mut text = String::new();
-        let _ = (&self.file).take(4096).read_to_string(&mut text);
-        text
+        let mut buf = [0u8; 4096];
+        let mut len = 0;
+        while len < buf.len() {
+            match self.file.read_at(&mut buf[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&buf[..len]).into_owned()
     }
 
     fn counter(&self) -> Option<u64> {
@@ -787,8 +790,12 @@ pub fn wait_turn(
             kernel::lock(&file, Kind::Shared, true)?;
         }
         // We hold a shared lock: nobody holds the ticket, and nobody ever will
-        // again. Clear it away for everyone.
-        let _ = fs::remove_file(&path);
+        // again. Clear it away for everyone (if the name is still that
+        // ticket's: names are never reused, and this keeps it so should
+        // anything ever break that).
+        if same_file(&file, &path) {
+            let _ = fs::remove_file(&path);
+        }
         blockers.pop();
         drop(file);
         // The older blockers are usually gone by now: one look at the
@@ -812,6 +819,14 @@ pub enum WaitOutcome {
     Done,
     Blocked(TicketId),
     Cancelled,
+}
+
+/// Whether `path` still names the file open as `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => FileId::of(&a) == FileId::of(&b),
+        _ => false,
+    }
 }
 
 /// O_NOFOLLOW met a symbolic link where a ticket should be: dblaunch never
@@ -1023,6 +1038,19 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         prober.join().unwrap();
+    }
+
+    #[test]
+    fn numbers_never_restart_when_the_queue_empties() {
+        let (_tmp, q) = queue();
+        let mut last = 0;
+        for _ in 0..5 {
+            let (t, _) = enqueue(&q, Mode::Write);
+            assert!(t.id().number > last, "{} after {last}", t.id().number);
+            last = t.id().number;
+            assert_eq!(t.release(), Release::Free);
+            assert!(q.entries().is_empty());
+        }
     }
 
     #[test]

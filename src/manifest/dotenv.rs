@@ -2,6 +2,12 @@
 //! it: `KEY=VALUE` lines (an `export ` prefix, `#` comments, blank lines and
 //! single or double quotes around the value are fine). Its variables go to
 //! every program, under the program's own `env`.
+//!
+//! Not dotenvy: tried, and it refuses `KEY = two words` (spaces around `=`
+//! and in an unquoted value), which process-compose and foreman accept and
+//! which existing `.env` files use, and it expands `$VAR` in values, which
+//! would change a password that contains `$`. Forty lines here keep the
+//! forms people write and locate every bad line like a manifest error.
 
 use std::path::Path;
 

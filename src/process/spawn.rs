@@ -72,18 +72,15 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
     let fds = launch.inherit.to_vec();
     let terminal = launch.terminal;
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (prctl, getppid, setpgid, fcntl,
+    // async-signal-safe system calls (prctl and getppid in
+    // platform::die_with_parent, setpgid, fcntl,
     // tcsetpgrp, signal, _exit) on values captured before the fork; it
     // allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            // Die with dblaunch (SIGKILL, OOM) so no program runs unsupervised.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // dblaunch may have died between fork and prctl: then no signal
-            // will come, so end here.
-            if libc::getppid() != parent {
+            // Die with dblaunch (SIGKILL, OOM) so no program runs
+            // unsupervised; if it is gone already, end here.
+            if crate::platform::die_with_parent(parent).is_err() {
                 libc::_exit(128 + libc::SIGKILL);
             }
             if libc::setpgid(0, 0) != 0 {

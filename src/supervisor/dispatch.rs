@@ -48,7 +48,7 @@ impl<'a> Supervisor<'a> {
         })?;
         // Orphaned grandchildren are reparented to us, so we can reap them
         // and see when a program's group is empty.
-        let _ = nix::sys::prctl::set_child_subreaper(true);
+        crate::platform::become_subreaper();
         // One program keeps dblaunch's stdio (and the terminal); several
         // get prefixed pipes.
         let (output, terminal) = match &opts.logs {

@@ -224,40 +224,43 @@ pub struct FdUse {
     pub write_lock: bool,
 }
 
+/// Every open descriptor of every process we may look into, as
+/// `(pid, fd, /proc/PID/fd/FD)`: one pass over `/proc/*/fd`. Processes and
+/// descriptors that vanish meanwhile are skipped.
+fn descriptors() -> impl Iterator<Item = (i32, i32, std::path::PathBuf)> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .flat_map(|pid| descriptors_of(&pid.to_string()).map(move |(fd, link)| (pid, fd, link)))
+}
+
+/// The open descriptors of one process (`"self"` for this one), as
+/// `(fd, /proc/PID/fd/FD)`.
+pub fn descriptors_of(pid: &str) -> impl Iterator<Item = (i32, std::path::PathBuf)> + use<> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<i32>().ok()?, e.path())))
+}
+
 /// Every descriptor, in every process we may look into, open on one of
 /// `files`; grouped by pid. One pass over `/proc/*/fd`, so ask for all files
 /// of interest at once.
 pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
-    let mut found = Vec::new();
     if files.is_empty() {
-        return found;
+        return Vec::new();
     }
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for proc_entry in procs.flatten() {
-        let Some(pid) = proc_entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd_entry in fds.flatten() {
+    descriptors()
+        .filter_map(|(pid, fd, link)| {
             // stat() follows the magic link to the open file itself.
-            let Ok(meta) = fs::metadata(fd_entry.path()) else {
-                continue;
-            };
-            let file = FileId::of(&meta);
+            let file = FileId::of(&fs::metadata(link).ok()?);
             if !files.contains(&file) {
-                continue;
+                return None;
             }
-            let fd = fd_entry.file_name();
-            let fdinfo = read_small(&format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()))
-                .unwrap_or_default();
+            let fdinfo = read_small(&format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
             let mut u = FdUse {
                 pid,
                 file,
@@ -268,10 +271,9 @@ pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
                 u.locked = true;
                 u.write_lock |= line.contains("WRITE");
             }
-            found.push(u);
-        }
-    }
-    found
+            Some(u)
+        })
+        .collect()
 }
 
 /// Descriptors, in every process we may look into, open on a file that was
@@ -281,34 +283,13 @@ pub fn fd_uses(files: &[FileId]) -> Vec<FdUse> {
 /// over every descriptor of the machine: only for the rare moment a lock
 /// directory is made anew.
 pub fn deleted_locked_files(dir: &Path, is_ours: impl Fn(&str) -> bool) -> Vec<(i32, i32)> {
-    let mut found = Vec::new();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return found;
-    };
-    for proc_entry in procs.flatten() {
-        let Some(pid) = proc_entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd_entry in fds.flatten() {
-            let Some(fd) = fd_entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let Ok(target) = fs::read_link(fd_entry.path()) else {
-                continue;
-            };
-            if deleted_in(&target, dir).is_some_and(&is_ours) && holds_flock(pid, fd) {
-                found.push((pid, fd));
-            }
-        }
-    }
-    found
+    descriptors()
+        .filter(|(pid, fd, link)| {
+            fs::read_link(link).is_ok_and(|t| deleted_in(&t, dir).is_some_and(&is_ours))
+                && holds_flock(*pid, *fd)
+        })
+        .map(|(pid, fd, _)| (pid, fd))
+        .collect()
 }
 
 /// Whether `pid`'s descriptor `fd` is still a deleted, flocked file of `dir`.
@@ -326,7 +307,9 @@ fn deleted_in<'a>(target: &'a Path, dir: &Path) -> Option<&'a str> {
     (Path::new(parent.trim_end_matches(" (deleted)")) == dir).then_some(name)
 }
 
-fn holds_flock(pid: i32, fd: i32) -> bool {
+/// Whether the open file description behind `pid`'s descriptor `fd`
+/// carries a flock (the `lock:` lines of its fdinfo).
+pub fn holds_flock(pid: i32, fd: i32) -> bool {
     read_small(&format!("/proc/{pid}/fdinfo/{fd}")).is_some_and(|info| {
         info.lines()
             .any(|l| l.starts_with("lock:") && l.contains("FLOCK"))
