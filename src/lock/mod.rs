@@ -14,6 +14,7 @@ mod database;
 mod error;
 mod inherited;
 mod kernel;
+pub mod occupancy;
 mod queue;
 mod record;
 mod set;
@@ -21,6 +22,6 @@ mod ticket;
 
 pub use database::Database;
 pub use error::{Holder, LockError, round};
-pub use queue::{Queue, QueueEntry, Release, TicketId};
+pub use queue::{Queue, QueueEntry, Release, Role, TicketId};
 pub use record::{Mode, Owner, Record, State};
 pub use set::{Acquirer, Held, Pending, Progress, Request, Step, database_files, foreign_holders};
