@@ -7,14 +7,10 @@ use std::fs;
 use crate::*;
 
 fn manifest(env: &Env) {
-    fs::write(
-        env.path("dblaunch.toml"),
-        "[settings]\nstop_timeout = \"1s\"\n\
+    env.manifest("[settings]\nstop_timeout = \"1s\"\n\
          [programs.web]\ncommand = \"i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done\"\nreads = [\"app.db\"]\n\
          [programs.worker]\ncommand = \"echo working; exec sleep 60\"\n\
-         [programs.broken]\ncommand = [\"no-such-command-xyz\"]\n",
-    )
-    .unwrap();
+         [programs.broken]\ncommand = [\"no-such-command-xyz\"]\n");
 }
 
 /// `ps` rows: (program, state, pid).

@@ -41,13 +41,9 @@ fn setup(env: &Env, yields: bool) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    fs::write(
-        env.path("dblaunch.toml"),
-        format!(
+    env.manifest(format!(
             "[settings]\nstop_timeout = \"5s\"\n[databases]\ndata = \"data.duckdb\"\n[programs.app]\ncommand = [\"python3\", \"-u\", \"app.py\"]\nreads = [\"data\"]\nyields = {yields}\n"
-        ),
-    )
-    .unwrap();
+        ));
 }
 
 #[test]

@@ -7,11 +7,7 @@ use crate::*;
 
 fn project(env: &Env) {
     fs::create_dir(env.path("data")).unwrap();
-    fs::write(
-        env.path("dblaunch.toml"),
-        "[databases]\nmain = \"data/main.db\"\nevents = \"data/events.db\"\n",
-    )
-    .unwrap();
+    env.manifest("[databases]\nmain = \"data/main.db\"\nevents = \"data/events.db\"\n");
 }
 
 #[test]
@@ -72,7 +68,7 @@ fn a_broken_manifest_is_reported_when_a_name_needs_it() {
     project(&env);
     let mut text_ = fs::read_to_string(env.path("dblaunch.toml")).unwrap();
     text_.push_str("[bogus]\n");
-    fs::write(env.path("dblaunch.toml"), text_).unwrap();
+    env.manifest(text_);
     let o = env.run(&["exec", "--write", "main", "--", "true"]);
     let err = text(&o.stderr);
     assert_eq!(code(&o), 2, "{err}");

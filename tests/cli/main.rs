@@ -151,6 +151,30 @@ impl Env {
         v
     }
 
+    /// Writes the project's `dblaunch.toml`.
+    pub fn manifest(&self, text: impl AsRef<str>) {
+        fs::write(self.path("dblaunch.toml"), text.as_ref()).expect("write the manifest");
+    }
+
+    /// The probe fixture labelled `label` as a TOML command array; `extra`
+    /// is more TOML array items (`, "--hold", "10ms"`), or nothing.
+    pub fn probe_toml(&self, label: &str, extra: &str) -> String {
+        format!(
+            "[\"{BIN}\", \"__probe\", \"--label\", \"{label}\", \"--log\", \"{}\"{extra}]",
+            self.log().display()
+        )
+    }
+
+    /// A `[programs.NAME]` table that runs the probe labelled NAME (with
+    /// `extra` probe arguments, as for [`Env::probe_toml`]), then `body`
+    /// (its locks, `after` …).
+    pub fn probe_program(&self, name: &str, extra: &str, body: &str) -> String {
+        format!(
+            "[programs.{name}]\ncommand = {}\n{body}\n",
+            self.probe_toml(name, extra)
+        )
+    }
+
     /// Number of tickets (waiters + holders) in a database's queue.
     pub fn tickets(&self, db: &str) -> usize {
         self.ticket_names(db).len()

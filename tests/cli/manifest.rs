@@ -8,7 +8,7 @@ use crate::*;
 /// `dblaunch check` on `text`; stderr with the temp dir replaced by `DIR`.
 fn check(manifest: &str) -> (i32, String, String) {
     let env = Env::new();
-    fs::write(env.path("dblaunch.toml"), manifest).unwrap();
+    env.manifest(manifest);
     fs::create_dir(env.path("data")).unwrap();
     let o = env.run(&["check"]);
     let dir = fs::canonicalize(env.dir.path())
@@ -178,7 +178,7 @@ fn all_errors_are_reported_at_once_and_nothing_starts() {
         assert!(err.contains(expected), "{expected}: {err}");
     }
     let env = Env::new();
-    fs::write(env.path("dblaunch.toml"), toml).unwrap();
+    env.manifest(toml);
     let o = env.run(&["run", "b"]);
     assert_eq!(code(&o), 2);
     assert!(!env.path("started").exists());

@@ -93,15 +93,11 @@ fn a_write_under_a_read_fails_at_once_naming_the_ancestor() {
 fn exec_inside_run_and_run_inside_exec() {
     let env = Env::new();
     let inner = exec_line("--write app.db", &probe_line(&env, "in-run", ""));
-    fs::write(
-        env.path("dblaunch.toml"),
-        format!(
+    env.manifest(format!(
             "[databases]\napp = \"app.db\"\n[programs.job]\ncommand = {}\nwrites = [\"app\"]\n[programs.task]\ncommand = {}\nwrites = [\"app\"]\n",
             toml_str(&inner),
             toml_str(&probe_line(&env, "task", ""))
-        ),
-    )
-    .unwrap();
+        ));
     let o = env.run(&["run", "job"]);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     assert!(ended(&env, "in-run"));

@@ -20,16 +20,13 @@ fn starts_and_ends(env: &Env, label: &str) -> (Vec<u128>, Vec<u128>) {
 #[test]
 fn a_crashing_program_is_restarted_with_growing_delays_then_given_up() {
     let env = Env::new();
-    fs::write(
-        env.path("dblaunch.toml"),
-        format!(
-            "[programs.crash]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"crash\", \"--log\", \"{}\", \"--exit\", \"3\"]\nrestart = \"on-failure\"\nmax_restarts = 3\nwrites = [\"app.db\"]\n\
-             [programs.fine]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"fine\", \"--log\", \"{}\"]\nrestart = \"on-failure\"\n",
-            env.log().display(),
-            env.log().display()
-        ),
-    )
-    .unwrap();
+    env.manifest(
+        env.probe_program(
+            "crash",
+            r#", "--exit", "3""#,
+            "restart = \"on-failure\"\nmax_restarts = 3\nwrites = [\"app.db\"]",
+        ) + &env.probe_program("fine", "", "restart = \"on-failure\""),
+    );
     let o = env.run(&["run", "crash", "fine"]);
     assert_eq!(
         code(&o),
@@ -63,14 +60,14 @@ fn a_crashing_program_is_restarted_with_growing_delays_then_given_up() {
 #[test]
 fn a_writer_queued_behind_a_crash_loop_gets_in() {
     let env = Env::new();
-    fs::write(
-        env.path("dblaunch.toml"),
-        format!(
-            "[settings]\nstop_timeout = \"1s\"\n[programs.loop]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"loop\", \"--log\", \"{}\", \"--hold\", \"300ms\", \"--exit\", \"1\"]\nrestart = \"always\"\nmax_restarts = 100\nwrites = [\"app.db\"]\n",
-            env.log().display()
-        ),
-    )
-    .unwrap();
+    env.manifest(
+        "[settings]\nstop_timeout = \"1s\"\n".to_owned()
+            + &env.probe_program(
+                "loop",
+                r#", "--hold", "300ms", "--exit", "1""#,
+                "restart = \"always\"\nmax_restarts = 100\nwrites = [\"app.db\"]",
+            ),
+    );
     let run = env.spawn(&["run", "loop"]);
     env.wait_event("the loop's first run", |e| {
         e.label == "loop" && e.what == "start"
@@ -106,17 +103,12 @@ fn a_failed_program_restarted_on_request_that_then_succeeds_leaves_the_run_succe
     let env = Env::new();
     let ok = env.path("ok");
     let go = env.path("go");
-    fs::write(
-        env.path("dblaunch.toml"),
+    env.manifest(
         format!(
-            "[programs.flaky]\ncommand = \"echo try >> tries; test -e {ok}\"\nwrites = [\"app.db\"]\n\
-             [programs.keeper]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"keeper\", \"--log\", \"{log}\", \"--until\", \"{go}\"]\n",
-            ok = ok.display(),
-            go = go.display(),
-            log = env.log().display(),
-        ),
-    )
-    .unwrap();
+            "[programs.flaky]\ncommand = \"echo try >> tries; test -e {}\"\nwrites = [\"app.db\"]\n",
+            ok.display()
+        ) + &env.probe_program("keeper", &format!(r#", "--until", "{}""#, go.display()), ""),
+    );
     let run = env.spawn(&["run", "flaky", "keeper"]);
     env.wait_event("keeper", |e| e.label == "keeper" && e.what == "start");
     let ended = |state: &str| {

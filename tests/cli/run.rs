@@ -5,19 +5,6 @@ use std::fs;
 
 use crate::*;
 
-/// Writes `dblaunch.toml` with `text` into the project directory.
-fn manifest(env: &Env, text: &str) {
-    fs::write(env.path("dblaunch.toml"), text).unwrap();
-}
-
-/// A program table for the probe fixture.
-fn program(env: &Env, name: &str, extra_probe: &str, locks: &str) -> String {
-    format!(
-        "[programs.{name}]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"{name}\", \"--log\", \"{}\"{extra_probe}]\n{locks}\n",
-        env.log().display()
-    )
-}
-
 fn start(ev: &[Event], label: &str) -> u128 {
     ev.iter()
         .find(|e| e.label == label && e.what == "start")
@@ -39,32 +26,20 @@ fn readers_run_together_and_writers_alone() {
     let go = go.display();
     let mut toml = String::from("[databases]\napp = \"app.db\"\n\n");
     // r1 and r2 each hold until both have started: only possible side by side.
-    toml += &program(
-        &env,
+    toml += &env.probe_program(
         "r1",
         &format!(", \"--until\", \"{go}\""),
         "reads = [\"app\"]",
     );
-    toml += &program(
-        &env,
+    toml += &env.probe_program(
         "r2",
         &format!(", \"--until\", \"{go}\""),
         "reads = [\"app\"]",
     );
-    toml += &program(&env, "w1", ", \"--hold\", \"50ms\"", "writes = [\"app\"]");
-    toml += &program(
-        &env,
-        "w2",
-        ", \"--hold\", \"50ms\"",
-        "writes = [\"app.db\"]",
-    );
-    toml += &program(
-        &env,
-        "r3",
-        ", \"--hold\", \"50ms\"",
-        "reads = [\"./app.db\"]",
-    );
-    manifest(&env, &toml);
+    toml += &env.probe_program("w1", ", \"--hold\", \"50ms\"", "writes = [\"app\"]");
+    toml += &env.probe_program("w2", ", \"--hold\", \"50ms\"", "writes = [\"app.db\"]");
+    toml += &env.probe_program("r3", ", \"--hold\", \"50ms\"", "reads = [\"./app.db\"]");
+    env.manifest(&toml);
     let child = env.spawn(&["run", "r1", "r2", "w1", "w2", "r3"]);
     env.wait_event("r1", |e| e.label == "r1" && e.what == "start");
     env.wait_event("r2 beside r1", |e| e.label == "r2" && e.what == "start");
@@ -90,14 +65,14 @@ fn readers_run_together_and_writers_alone() {
 #[test]
 fn after_orders_programs_and_a_failure_stops_its_dependents() {
     let env = Env::new();
-    let mut toml = program(&env, "first", ", \"--hold\", \"100ms\"", "");
-    toml += &program(&env, "second", "", "after = [\"first\"]");
-    toml += &program(&env, "bad", ", \"--exit\", \"3\"", "after = [\"second\"]");
-    toml += &program(&env, "never", "", "after = [\"bad\"]");
-    toml += &program(&env, "never2", "", "after = [\"never\"]");
-    toml += &program(&env, "free", ", \"--hold\", \"200ms\"", "");
+    let mut toml = env.probe_program("first", ", \"--hold\", \"100ms\"", "");
+    toml += &env.probe_program("second", "", "after = [\"first\"]");
+    toml += &env.probe_program("bad", ", \"--exit\", \"3\"", "after = [\"second\"]");
+    toml += &env.probe_program("never", "", "after = [\"bad\"]");
+    toml += &env.probe_program("never2", "", "after = [\"never\"]");
+    toml += &env.probe_program("free", ", \"--hold\", \"200ms\"", "");
     toml += "[groups]\nall = [\"first\", \"second\", \"bad\", \"never\", \"never2\", \"free\"]\n";
-    manifest(&env, &toml);
+    env.manifest(&toml);
     let o = env.run(&["run", "all"]);
     assert_eq!(code(&o), 3, "the first failure's code: {}", text(&o.stderr));
     let err = text(&o.stderr);
@@ -120,10 +95,10 @@ fn after_orders_programs_and_a_failure_stops_its_dependents() {
 #[test]
 fn a_target_pulls_in_what_it_runs_after() {
     let env = Env::new();
-    let mut toml = program(&env, "ingest", "", "");
-    toml += &program(&env, "report", "", "after = [\"ingest\"]");
-    toml += &program(&env, "other", "", "");
-    manifest(&env, &toml);
+    let mut toml = env.probe_program("ingest", "", "");
+    toml += &env.probe_program("report", "", "after = [\"ingest\"]");
+    toml += &env.probe_program("other", "", "");
+    env.manifest(&toml);
     let o = env.run(&["run", "report"]);
     assert_eq!(code(&o), 0);
     assert!(text(&o.stderr).contains("also running ingest: report runs after it"));
@@ -135,7 +110,7 @@ fn a_target_pulls_in_what_it_runs_after() {
 #[test]
 fn unknown_targets_are_usage_errors_with_a_suggestion() {
     let env = Env::new();
-    manifest(&env, &program(&env, "ingest", "", ""));
+    env.manifest(env.probe_program("ingest", "", ""));
     let o = env.run(&["run", "ingset"]);
     assert_eq!(code(&o), 2);
     assert!(
@@ -147,7 +122,7 @@ fn unknown_targets_are_usage_errors_with_a_suggestion() {
 #[test]
 fn the_manifest_is_found_in_a_parent_directory_or_named() {
     let env = Env::new();
-    manifest(&env, &program(&env, "p", "", ""));
+    env.manifest(env.probe_program("p", "", ""));
     fs::create_dir_all(env.path("a/b")).unwrap();
     let o = Command::new(BIN)
         .args(["run", "p"])
@@ -188,7 +163,7 @@ fn heavy_output_of_several_programs_keeps_every_line_whole() {
             pad = "x".repeat(200)
         );
     }
-    manifest(&env, &toml);
+    env.manifest(&toml);
     let o = env.run(&["-q", "run", "alpha", "beta", "gamma"]);
     assert_eq!(code(&o), 0);
     let out = text(&o.stdout);
@@ -214,7 +189,7 @@ fn heavy_output_of_several_programs_keeps_every_line_whole() {
 #[test]
 fn one_program_keeps_its_output_untouched() {
     let env = Env::new();
-    manifest(&env, "[programs.p]\ncommand = \"printf 'raw\\nout'\"\n");
+    env.manifest("[programs.p]\ncommand = \"printf 'raw\\nout'\"\n");
     let o = env.run(&["-q", "run", "p"]);
     assert_eq!(text(&o.stdout), "raw\nout");
 }
@@ -223,9 +198,7 @@ fn one_program_keeps_its_output_untouched() {
 fn programs_get_their_cwd_env_and_name() {
     let env = Env::new();
     fs::create_dir(env.path("sub")).unwrap();
-    manifest(
-        &env,
-        "[programs.p]\ncommand = \"echo $PWD $GREETING $DBLAUNCH_PROGRAM\"\ncwd = \"sub\"\nenv = { GREETING = \"hi\" }\n",
+    env.manifest("[programs.p]\ncommand = \"echo $PWD $GREETING $DBLAUNCH_PROGRAM\"\ncwd = \"sub\"\nenv = { GREETING = \"hi\" }\n",
     );
     let o = env.run(&["-q", "run", "p"]);
     let sub = fs::canonicalize(env.path("sub")).unwrap();
@@ -238,8 +211,7 @@ fn sigterm_during_queueing_and_running_leaves_no_lock_and_no_process() {
     let pidfile = env.path("pids");
     let term = libc::SIGTERM.to_string();
     let mut toml = String::from("[settings]\nstop_timeout = \"300ms\"\n");
-    toml += &program(
-        &env,
+    toml += &env.probe_program(
         "holder",
         &format!(
             ", \"--hold\", \"1h\", \"--grandchild\", \"--ignore\", \"{term}\", \"--pidfile\", \"{}\"",
@@ -247,9 +219,9 @@ fn sigterm_during_queueing_and_running_leaves_no_lock_and_no_process() {
         ),
         "writes = [\"app.db\"]",
     );
-    toml += &program(&env, "queued", "", "writes = [\"app.db\"]");
-    toml += &program(&env, "later", "", "after = [\"queued\"]");
-    manifest(&env, &toml);
+    toml += &env.probe_program("queued", "", "writes = [\"app.db\"]");
+    toml += &env.probe_program("later", "", "after = [\"queued\"]");
+    env.manifest(&toml);
     let mut run = env.spawn(&["run", "holder", "queued", "later"]);
     wait_until("holder and its grandchild", || pids_in(&pidfile).len() == 2);
     wait_until("queued to queue", || env.tickets("app.db") == 2);
@@ -271,15 +243,11 @@ fn sigterm_during_queueing_and_running_leaves_no_lock_and_no_process() {
 fn a_second_dblaunch_waits_its_turn_behind_a_run() {
     let env = Env::new();
     let go = env.path("go");
-    manifest(
-        &env,
-        &program(
-            &env,
-            "writer",
-            &format!(", \"--until\", \"{}\"", go.display()),
-            "writes = [\"app.db\"]",
-        ),
-    );
+    env.manifest(env.probe_program(
+        "writer",
+        &format!(", \"--until\", \"{}\"", go.display()),
+        "writes = [\"app.db\"]",
+    ));
     let run = env.spawn(&["run", "writer"]);
     env.wait_event("writer", |e| e.label == "writer" && e.what == "start");
     let o = env.run(&["exec", "--no-wait", "--read", "app.db", "--", "true"]);
@@ -298,14 +266,13 @@ fn a_busy_database_past_the_manifests_wait_fails_that_program_with_75() {
     let env = Env::new();
     let go = env.path("go");
     let mut toml = String::from("[settings]\nwait = \"200ms\"\n");
-    toml += &program(
-        &env,
+    toml += &env.probe_program(
         "slow",
         &format!(", \"--until\", \"{}\"", go.display()),
         "writes = [\"app.db\"]",
     );
-    toml += &program(&env, "impatient", "", "writes = [\"app.db\"]");
-    manifest(&env, &toml);
+    toml += &env.probe_program("impatient", "", "writes = [\"app.db\"]");
+    env.manifest(&toml);
     let run = env.spawn(&["run", "slow", "impatient"]);
     env.wait_event("slow", |e| e.label == "slow" && e.what == "start");
     std::thread::sleep(Duration::from_millis(400));
@@ -322,8 +289,7 @@ fn a_busy_database_past_the_manifests_wait_fails_that_program_with_75() {
 #[test]
 fn a_dotenv_file_reaches_every_program_under_its_own_env() {
     let env = Env::new();
-    manifest(
-        &env,
+    env.manifest(
         "[programs.p]\ncommand = \"echo $GREETING $OTHER\"\nenv = { GREETING = \"hi\" }\n",
     );
     fs::write(

@@ -25,15 +25,11 @@ fn keys(v: &Value) -> Vec<&str> {
 fn status_shows_a_run_holder_an_exec_waiter_and_a_foreign_locker() {
     let env = Env::new();
     let go = env.path("go");
-    fs::write(
-        env.path("dblaunch.toml"),
-        format!(
+    env.manifest(format!(
             "[databases]\napp = \"app.db\"\n[programs.ingest]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"ingest\", \"--log\", \"{}\", \"--until\", \"{}\"]\nwrites = [\"app\"]\n",
             env.log().display(),
             go.display()
-        ),
-    )
-    .unwrap();
+        ));
     fs::write(env.path("app.db"), "").unwrap();
     let run = env.spawn(&["run", "ingest"]);
     env.wait_event("ingest", |e| e.label == "ingest" && e.what == "start");
@@ -153,11 +149,7 @@ fn a_record_of_a_recycled_pid_is_not_believed() {
     assert!(holders.iter().any(|h| h["pid"] == holder.id()), "{v}");
     // stop never signals it either: a forged control record naming the
     // bystander is ignored as stale.
-    fs::write(
-        env.path("dblaunch.toml"),
-        "[programs.p]\ncommand = \"true\"\n",
-    )
-    .unwrap();
+    env.manifest("[programs.p]\ncommand = \"true\"\n");
     fs::create_dir_all(env.path(".dblaunch")).unwrap();
     fs::write(
         env.path(&format!(".dblaunch/run-{}-1.sock", bystander.id())),
@@ -188,9 +180,7 @@ fn a_record_of_a_recycled_pid_is_not_believed() {
 
 fn stop_manifest(env: &Env) {
     let term = libc::SIGTERM;
-    fs::write(
-        env.path("dblaunch.toml"),
-        format!(
+    env.manifest(format!(
             "[settings]\nstop_timeout = \"500ms\"\n\
              [programs.web]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"web\", \"--log\", \"{log}\", \"--hold\", \"1h\"]\nreads = [\"app.db\"]\n\
              [programs.stubborn]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"stubborn\", \"--log\", \"{log}\", \"--hold\", \"1h\", \"--ignore\", \"{term}\"]\n\
@@ -198,9 +188,7 @@ fn stop_manifest(env: &Env) {
              [programs.after_web]\ncommand = \"true\"\nafter = [\"web\"]\n",
             log = env.log().display(),
             go = env.path("go").display()
-        ),
-    )
-    .unwrap();
+        ));
 }
 
 #[test]

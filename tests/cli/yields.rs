@@ -1,19 +1,13 @@
 //! `yields = true`: a long-running reader gives way to a writer that queues
 //! behind it (from another terminal), and comes back after it.
 
-use std::fs;
-
 use crate::*;
 
 fn manifest(env: &Env, yields: bool) {
-    fs::write(
-        env.path("dblaunch.toml"),
-        format!(
+    env.manifest(format!(
             "[settings]\nstop_timeout = \"2s\"\n[programs.web]\ncommand = [\"{BIN}\", \"__probe\", \"--label\", \"web\", \"--log\", \"{}\", \"--hold\", \"1h\"]\nreads = [\"app.db\"]\nyields = {yields}\n",
             env.log().display()
-        ),
-    )
-    .unwrap();
+        ));
 }
 
 fn times(env: &Env, label: &str, what: &str) -> Vec<u128> {
