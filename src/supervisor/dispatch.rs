@@ -4,7 +4,6 @@
 //! move as far as it can (see `lifecycle.rs`).
 
 use std::os::fd::RawFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,13 +11,12 @@ use signal_hook::consts::signal::{SIGCHLD, SIGINT, SIGKILL, SIGWINCH};
 
 use crate::error::Error;
 use crate::events::{Event, Events};
-use crate::lock::{Holder, LockError, Mode};
 use crate::output::Output;
 use crate::process::{ExitKind, Group, reap_exited};
 use crate::signals;
 
-use super::lifecycle::{End, State};
 use super::spec::{Options, Spec};
+use super::state::{End, State};
 use super::terminal::{WaitLine, foreground_terminal, ignore_terminal_stops, take_terminal_back};
 
 pub struct Supervisor<'a> {
@@ -330,20 +328,4 @@ impl Supervisor<'_> {
 /// Keeps the shorter of two ticks.
 pub(super) fn shortest(tick: &mut Option<Duration>, t: Duration) {
     *tick = Some(tick.map_or(t, |old| old.min(t)));
-}
-
-pub(super) fn busy(
-    database: PathBuf,
-    mode: Mode,
-    holders: Vec<Holder>,
-    since: Instant,
-    limit: Option<Duration>,
-) -> LockError {
-    LockError::Busy {
-        database,
-        mode,
-        holders,
-        waited: since.elapsed(),
-        limit: limit.unwrap_or_default(),
-    }
 }

@@ -10,98 +10,14 @@ use signal_hook::consts::signal::{SIGKILL, SIGTERM};
 
 use crate::error::Error;
 use crate::events::Event;
-use crate::lock::{Acquirer, Held, Holder, Mode, Owner, Pending, Progress, Step, round};
-use crate::output::{Pump, Stream};
+use crate::lock::{Held, Holder, LockError, Mode, Owner, Pending, Progress, Step, round};
+use crate::output::Stream;
 use crate::process::{self, ExitKind, Group, Launch, Stdio};
 use crate::signals;
 
-use super::dispatch::{Supervisor, busy};
+use super::dispatch::Supervisor;
 use super::spec::{STABLE_RUN, backoff};
-
-/// How a program ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum End {
-    Exited(ExitKind),
-    /// It could not be started or its locks not taken; the code is the
-    /// status the spec gives for why (75, 126, 127, 1).
-    Failed(u8),
-    /// An `after` program failed.
-    Skipped,
-    /// The run was stopped before it started.
-    NotStarted,
-    /// `dblaunch stop` stopped it (or kept it from starting): a success for
-    /// the run's status, but not for what runs `after` it.
-    Stopped,
-}
-
-impl End {
-    pub(super) fn success(&self) -> bool {
-        matches!(self, End::Exited(ExitKind::Code(0)))
-    }
-
-    pub(super) fn status(&self) -> Option<u8> {
-        match self {
-            End::Exited(ExitKind::Code(0)) | End::Skipped | End::NotStarted | End::Stopped => None,
-            End::Exited(k) => Some(k.status()),
-            End::Failed(code) => Some(*code),
-        }
-    }
-}
-
-pub(super) enum State {
-    Pending,
-    Queued {
-        acquirer: Acquirer,
-        since: Instant,
-    },
-    Foreign {
-        held: Held,
-        since: Instant,
-        warned: bool,
-    },
-    Running(Box<Running>),
-    /// Ended; starts again (queueing for its locks anew) at `until`.
-    Backoff {
-        until: Instant,
-        last: ExitKind,
-    },
-    Done(End),
-}
-
-pub(super) struct Running {
-    pub(super) pid: i32,
-    /// The pid's start time, checked before every signal to it.
-    pub(super) start_time: u64,
-    /// `dblaunch stop` asked for it; these wait for the answer.
-    pub(super) stop_requested: bool,
-    /// It is being stopped to let a waiter in; it queues again after.
-    pub(super) yielding: bool,
-    /// `dblaunch restart` asked for it: queue again once it has ended.
-    pub(super) restart_requested: bool,
-    pub(super) replies: Vec<std::sync::mpsc::Sender<String>>,
-    pub(super) held: Held,
-    pub(super) started: Instant,
-    pub(super) exit: Option<ExitKind>,
-    /// SIGKILL the group at this time (a stop or leftovers are under way).
-    pub(super) kill_at: Option<Instant>,
-    pub(super) killed_at: Option<Instant>,
-    pub(super) pumps: Vec<Pump>,
-}
-
-impl Running {
-    /// Sends `signal` to the program's group and schedules SIGKILL after
-    /// `timeout`. The pid is our child until we reap it, so it cannot be
-    /// another process's; it is checked against its start time all the same,
-    /// as before any signal (after the exit, what is signalled is the group
-    /// of its leftovers, which keeps the id reserved while it exists).
-    pub(super) fn ask_to_stop(&mut self, signal: i32, timeout: Duration) {
-        if self.exit.is_some() || crate::procfs::start_time(self.pid) == Some(self.start_time) {
-            Group(self.pid).signal(signal);
-        }
-        let at = Instant::now() + timeout;
-        self.kill_at = Some(self.kill_at.map_or(at, |k| k.min(at)));
-    }
-}
+use super::state::{End, Running, State};
 
 impl Supervisor<'_> {
     /// One program; true if its state changed.
@@ -576,5 +492,21 @@ impl Supervisor<'_> {
             database.display(),
             signals::name(signal)
         );
+    }
+}
+
+pub(super) fn busy(
+    database: PathBuf,
+    mode: Mode,
+    holders: Vec<Holder>,
+    since: Instant,
+    limit: Option<Duration>,
+) -> LockError {
+    LockError::Busy {
+        database,
+        mode,
+        holders,
+        waited: since.elapsed(),
+        limit: limit.unwrap_or_default(),
     }
 }

@@ -7,7 +7,8 @@
 //! | file | its one job |
 //! | --- | --- |
 //! | `dispatch.rs` | the loop: events in, one at a time; signals; deadlines |
-//! | `lifecycle.rs` | one program's states and transitions |
+//! | `state.rs` | one program's states, as data |
+//! | `lifecycle.rs` | the transitions between them |
 //! | `requests.rs` | `stop`, `restart`, `ps` requests; the report to `start` |
 //! | `terminal.rs` | terminal hand-over and the waiting line |
 //! | `spec.rs` | what to run and how (`Spec`, `Options`), back-off |
@@ -19,6 +20,7 @@ mod dispatch;
 mod lifecycle;
 mod requests;
 mod spec;
+mod state;
 mod terminal;
 
 pub use dispatch::Supervisor;

@@ -11,7 +11,7 @@ use crate::process::ExitKind;
 use crate::signals;
 
 use super::dispatch::Supervisor;
-use super::lifecycle::{End, State};
+use super::state::{End, State};
 
 impl Supervisor<'_> {
     /// A request from `dblaunch stop`, `restart` or `ps`.
