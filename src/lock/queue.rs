@@ -778,14 +778,15 @@ impl Ticket {
 /// the older ones gone. Waiting oldest first would wake every waiter of a
 /// long queue at each hand-off (a thundering herd: n² wake-ups per drain).
 ///
-/// `on_blocked` is told before each wait that will really block. Returns
+/// `on_blocked` is told before each wait that will really block, with the
+/// blockers that remain (oldest first; the last is the one waited for). Returns
 /// false if `cancel` was set.
 pub fn wait_turn(
     dir: &Path,
     blockers: &mut Vec<TicketId>,
     block: bool,
     cancel: &AtomicBool,
-    mut on_blocked: impl FnMut(TicketId),
+    mut on_blocked: impl FnMut(&[TicketId]),
 ) -> io::Result<WaitOutcome> {
     while let Some(&id) = blockers.last() {
         if cancel.load(Ordering::Acquire) {
@@ -811,7 +812,7 @@ pub fn wait_turn(
             if !block {
                 return Ok(WaitOutcome::Blocked(id));
             }
-            on_blocked(id);
+            on_blocked(blockers);
             kernel::lock(&file, Kind::Shared, true)?;
         }
         // We hold a shared lock: nobody holds the ticket, and nobody ever will

@@ -110,9 +110,14 @@ impl Record {
 
     /// The same record once the lock is held by the program running as `pid`.
     pub fn holding(&self, pid: i32) -> Record {
+        self.holding_since(pid, procfs::start_time(pid).unwrap_or_default())
+    }
+
+    /// As [`Record::holding`], with `pid`'s start time already read.
+    pub fn holding_since(&self, pid: i32, start_time: u64) -> Record {
         Record {
             pid,
-            start_time: procfs::start_time(pid).unwrap_or_default(),
+            start_time,
             state: State::Holding,
             since: now_rfc3339(),
             ..self.clone()

@@ -33,6 +33,8 @@ pub enum Progress {
         database: PathBuf,
         mode: Mode,
         holders: Vec<Holder>,
+        /// Earlier tickets in the way besides `holders`.
+        more: usize,
     },
     /// Every lock is held; here they are.
     Acquired(Held),
@@ -159,7 +161,7 @@ impl Pending {
             }
             let req = &self.requests[self.next];
             let queue = self.queue(self.next)?;
-            let mine = {
+            {
                 let mut tickets = self.shared.tickets();
                 if tickets.len() == self.next {
                     if self.shared.cancelled.load(Ordering::Acquire) {
@@ -174,18 +176,34 @@ impl Pending {
                         Enqueued::Busy(_) => unreachable!("only no-wait enqueues are busy"),
                     }
                 }
-                tickets[self.next].id()
-            };
+            }
             let outcome = queue::wait_turn(
                 queue.dir(),
                 &mut self.blockers,
                 block,
                 &self.shared.cancelled,
-                |_| {
+                |remaining| {
+                    if !tracing::enabled!(tracing::Level::INFO) {
+                        // Nobody will be told (-q): name nobody.
+                        return on_wait(Progress::Waiting {
+                            database: req.db.path().to_path_buf(),
+                            mode: req.mode,
+                            holders: Vec::new(),
+                            more: remaining.len(),
+                        });
+                    }
+                    // O(1) in the queue's length: the oldest blocker (the
+                    // holder, usually) is named and the rest counted. Reading
+                    // and validating every ticket ahead on each wait made a
+                    // queue of n waiters cost n² reads of /proc.
+                    let first = remaining.first().copied();
                     on_wait(Progress::Waiting {
                         database: req.db.path().to_path_buf(),
                         mode: req.mode,
-                        holders: holders_ahead(&queue, mine),
+                        holders: first
+                            .map(|id| queue.holders_among(&[id]))
+                            .unwrap_or_default(),
+                        more: remaining.len().saturating_sub(1),
                     })
                 },
             )
@@ -488,9 +506,9 @@ impl Held {
     }
 
     /// Records that the program running as `pid` now holds the locks.
-    pub fn mark_holding(&mut self, pid: i32) {
+    pub fn mark_holding(&mut self, pid: i32, start_time: u64) {
         for (req, ticket, record) in &mut self.entries {
-            *record = record.holding(pid);
+            *record = record.holding_since(pid, start_time);
             if let Err(e) = ticket.update(record) {
                 tracing::warn!(
                     "cannot update the lock record of {}: {e}; status will show this dblaunch instead of the program",

@@ -248,13 +248,15 @@ impl Supervisor<'_> {
                 database,
                 mode,
                 holders,
+                more,
             } => {
                 let prefix = self.prefix(i);
                 tracing::debug!(
                     "{prefix}queued for the {mode} lock on {}",
                     database.display()
                 );
-                self.wait_line.waiting(&prefix, &database, mode, &holders);
+                self.wait_line
+                    .waiting(&prefix, &database, mode, &holders, more);
             }
             Progress::Acquired(held) => {
                 if let State::Queued { since, .. } = self.states[i] {
@@ -313,7 +315,9 @@ impl Supervisor<'_> {
                 return;
             }
         };
-        held.mark_holding(child.pid);
+        // Read once: for the records, and to check before every signal.
+        let start_time = crate::procfs::start_time(child.pid).unwrap_or_default();
+        held.mark_holding(child.pid, start_time);
         let mut pumps = Vec::new();
         if let Some(out) = &self.output {
             if let Some(o) = child.stdout {
@@ -330,7 +334,7 @@ impl Supervisor<'_> {
         ));
         self.states[i] = State::Running(Box::new(Running {
             pid: child.pid,
-            start_time: crate::procfs::start_time(child.pid).unwrap_or_default(),
+            start_time,
             stop_requested: false,
             yielding: false,
             restart_requested: false,

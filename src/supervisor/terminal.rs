@@ -73,11 +73,13 @@ impl WaitLine {
         database: &Path,
         mode: Mode,
         holders: &[Holder],
+        more: usize,
     ) {
-        let behind = match holders {
-            [] => "a process that could not be identified".to_owned(),
-            [one] => one.to_string(),
-            [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+        let more = more + holders.len().saturating_sub(1);
+        let behind = match holders.first() {
+            None => "a process that could not be identified".to_owned(),
+            Some(one) if more == 0 => one.to_string(),
+            Some(first) => format!("{first} (and {more} more)"),
         };
         let text = format!(
             "{prefix}waiting for the {mode} lock on {}: {behind}",
