@@ -9,10 +9,14 @@
 //! 2. hand-off latency: 8 processes contend for one database; the time from
 //!    one holder's last instruction to the next holder's first, from a
 //!    monotonic clock logged by the programs themselves;
-//! 3. throughput with 8 and 64 contenders (jobs per second);
-//! 4. the cost of a queued waiter: CPU time and context switches (wake-ups)
+//! 3. throughput with 8 and 64 contenders (jobs per second), and with 64
+//!    of which 30% read;
+//! 4. scaling: jobs/s and CPU per job (the tool plus its command, from
+//!    getrusage of the reaped children) with 1, 8, 64 and 256 contenders:
+//!    whether the cost of a launch grows with the queue;
+//! 5. the cost of a queued waiter: CPU time and context switches (wake-ups)
 //!    of a process queued behind a holder for 1.5 s;
-//! 5. writer starvation: how long a writer waits behind a continuous stream
+//! 6. writer starvation: how long a writer waits behind a continuous stream
 //!    of overlapping readers.
 
 use std::fs;
@@ -100,6 +104,12 @@ fn main() {
     let handoff = handoff_latency(&cfg, 8);
     let t8 = throughput(8, if quick { 5 } else { 25 });
     let t64 = throughput(64, if quick { 1 } else { 4 });
+    let t64r = throughput_mixed(64, if quick { 1 } else { 4 }, 30);
+    let scale = scaling(if quick {
+        &[(1, 20), (8, 4), (64, 1)]
+    } else {
+        &[(1, 200), (8, 32), (64, 4), (256, 1)]
+    });
     let idle = idle_cost(&cfg);
     let in_run = run_handoff(if quick { 8 } else { 30 }, if quick { 3 } else { 10 });
     let starve = starvation(&cfg);
@@ -131,6 +141,12 @@ fn main() {
         t64.1 / t64.0
     );
     println!(
+        "| throughput, 64 contenders, 30% readers (jobs/s) | {:.0} | {:.0} | {:.2}x | |",
+        t64r.0,
+        t64r.1,
+        t64r.1 / t64r.0
+    );
+    println!(
         "| queued waiter: CPU time / wake-ups in {} | {} / {} | {} / {} | | 0 / 0 |",
         humantime::format_duration(cfg.idle),
         ms(idle.0.0),
@@ -157,6 +173,22 @@ fn main() {
         ms(starve.1),
         starve.1.as_secs_f64() / starve.0.as_secs_f64()
     );
+
+    println!(
+        "\n| contenders | flock(1) jobs/s | dblaunch jobs/s | ratio | flock(1) CPU per job | dblaunch CPU per job | ratio |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (n, [f, d]) in &scale {
+        println!(
+            "| {n} | {:.0} | {:.0} | {:.2}x | {} | {} | {:.2}x |",
+            f.0,
+            d.0,
+            d.0 / f.0,
+            ms(f.1),
+            ms(d.1),
+            d.1.as_secs_f64() / f.1.as_secs_f64()
+        );
+    }
 }
 
 fn now_ns() -> u128 {
@@ -243,6 +275,19 @@ fn launch_overhead(cfg: &Config) -> (Duration, Duration) {
 /// start and end. Returns the gaps between one job's end and the next one's
 /// start (the hand-offs) and the total wall time.
 fn contend(tool: Tool, contenders: usize, jobs: usize, hold: &str) -> (Vec<Duration>, Duration) {
+    let (wall, log, _dir) = contend_mixed(tool, contenders, jobs, hold, 0);
+    (gaps(&log), wall)
+}
+
+/// As [`contend`], with `readers_pct` percent of the contenders reading
+/// (shared) instead of writing; returns the wall time and the log.
+fn contend_mixed(
+    tool: Tool,
+    contenders: usize,
+    jobs: usize,
+    hold: &str,
+    readers_pct: usize,
+) -> (Duration, PathBuf, tempfile::TempDir) {
     let dir = workdir();
     let log = dir.path().join("events.log");
     let t = Instant::now();
@@ -254,10 +299,11 @@ fn contend(tool: Tool, contenders: usize, jobs: usize, hold: &str) -> (Vec<Durat
             std::thread::spawn(move || {
                 for j in 0..jobs {
                     let label = format!("c{c}j{j}");
+                    let write = c * 100 / contenders.max(1) >= readers_pct;
                     let status = tool
                         .command(
                             &dir,
-                            true,
+                            write,
                             &[
                                 DBLAUNCH,
                                 "__probe",
@@ -279,8 +325,57 @@ fn contend(tool: Tool, contenders: usize, jobs: usize, hold: &str) -> (Vec<Durat
     for th in threads {
         th.join().unwrap();
     }
-    let wall = t.elapsed();
-    (gaps(&log), wall)
+    (t.elapsed(), log, dir)
+}
+
+/// CPU time (user + system) of every child this process has reaped so far:
+/// each tool and everything it ran.
+fn children_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Jobs per second and CPU per job (the tool and its command, which is the
+/// same for both tools) for several queue lengths: does the cost of a
+/// launch grow with the queue?
+fn scaling(counts: &[(usize, usize)]) -> Vec<(usize, [(f64, Duration); 2])> {
+    let mut rows = Vec::new();
+    for &(contenders, jobs) in counts {
+        let mut row = [(0.0, Duration::ZERO); 2];
+        for (k, tool) in [Tool::Flock, Tool::Dblaunch].into_iter().enumerate() {
+            let cpu0 = children_cpu();
+            let (wall, _, _dir) = contend_mixed(tool, contenders, jobs, "0ms", 0);
+            let n = (contenders * jobs) as f64;
+            row[k] = (n / wall.as_secs_f64(), (children_cpu() - cpu0).div_f64(n));
+            println!(
+                "scaling ({contenders} contenders x {jobs} jobs): {}: {:.0} jobs/s, CPU per job {}",
+                tool.name(),
+                row[k].0,
+                ms(row[k].1)
+            );
+        }
+        rows.push((contenders, row));
+    }
+    rows
+}
+
+/// Throughput with `readers_pct` percent readers among 64 contenders.
+fn throughput_mixed(contenders: usize, jobs: usize, readers_pct: usize) -> (f64, f64) {
+    let mut out = Vec::new();
+    for tool in [Tool::Flock, Tool::Dblaunch] {
+        let (wall, _, _dir) = contend_mixed(tool, contenders, jobs, "0ms", readers_pct);
+        let rate = (contenders * jobs) as f64 / wall.as_secs_f64();
+        println!(
+            "throughput ({contenders} contenders x {jobs} jobs, {readers_pct}% readers): {}: {rate:.0} jobs/s",
+            tool.name()
+        );
+        out.push(rate);
+    }
+    (out[0], out[1])
 }
 
 fn gaps(log: &Path) -> Vec<Duration> {

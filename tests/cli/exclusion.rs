@@ -161,3 +161,43 @@ fn opposite_orders_of_several_databases_never_deadlock() {
     assert_eq!(intervals(&events).len(), 45);
     assert_no_illegal_overlap(&events, |_| "write");
 }
+
+/// 256 contenders at once (30% readers): every one runs exactly once, no
+/// writer overlaps anyone, and nothing is left in the queue. The queue's
+/// length must change nothing but the waiting.
+#[test]
+fn two_hundred_fifty_six_contenders_at_once() {
+    let env = Env::new();
+    const N: usize = 256;
+    let mode = |i: usize| if i % 10 < 3 { "--read" } else { "--write" };
+    let children: Vec<Child> = (0..N)
+        .map(|i| {
+            env.cmd(&with_cmd(
+                &["-q", "exec", mode(i), "app.db"],
+                &env.probe(&format!("c{i}"), &[]),
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dblaunch")
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = wait_output(c);
+        assert!(o.status.success(), "c{i}: {}", text(&o.stderr));
+    }
+    let ev = env.events();
+    for i in 0..N {
+        let label = format!("c{i}");
+        let runs = ev
+            .iter()
+            .filter(|e| e.label == label && e.what == "start")
+            .count();
+        assert_eq!(runs, 1, "{label} ran {runs} times");
+    }
+    assert_no_illegal_overlap(&ev, |l| {
+        let i: usize = l[1..].parse().unwrap();
+        if mode(i) == "--read" { "read" } else { "write" }
+    });
+    assert_eq!(env.tickets("app.db"), 0);
+}
