@@ -2,8 +2,8 @@
 //! who holds or waits for it, and a fair cross-process queue. It knows nothing
 //! of programs or manifests; `exec` and `run` drive it.
 //!
-//! See `DESIGN-lock-queue.md` in the shared folder for the protocol; the short
-//! version: per database a directory beside it holds a *gate* file (its flock
+//! `docs/design.md` describes the protocol, its invariants and its limits;
+//! the short version: per database a directory beside it holds a *gate* file (its flock
 //! serialises queue edits) and one *ticket* file per waiter or holder. A
 //! ticket's own exclusive flock is held by its owner for as long as the owner
 //! (and the program it spawns, which inherits the descriptor) lives; a waiter
