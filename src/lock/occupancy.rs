@@ -83,18 +83,20 @@ pub fn report(dbs: &[Database]) -> Report {
     let looked: Vec<Looked> = dbs
         .iter()
         .map(|db| {
-            let entries = match Queue::existing(db) {
+            let (entries, orphans) = match Queue::existing(db) {
                 Some(q) => {
                     let entries = q.entries();
                     let dead: Vec<_> = entries.iter().filter(|e| !e.live).map(|e| e.id).collect();
                     if !dead.is_empty() {
                         q.remove_dead(&dead);
                     }
-                    entries.into_iter().filter(|e| e.live).collect()
+                    (
+                        entries.into_iter().filter(|e| e.live).collect(),
+                        q.orphans(),
+                    )
                 }
-                None => Vec::new(),
+                None => (Vec::new(), Vec::new()),
             };
-            let orphans = Queue::existing(db).map(|q| q.orphans()).unwrap_or_default();
             let tickets: Vec<FileId> = entries
                 .iter()
                 .filter_map(|e| FileId::of_path(&e.path))

@@ -234,6 +234,21 @@ impl Queue {
         Ok(Gate { file })
     }
 
+    /// Creates a file nobody else has yet (a temporary ticket or gate), never
+    /// through a symlink, with the directory's permissions.
+    fn create_new(&self, path: &Path) -> Result<File, LockError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(self.create_mode())
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(self.io_err("create", path.to_path_buf()))?;
+        self.share(&file);
+        Ok(file)
+    }
+
     /// Makes the gate of a new (or removed and made again) lock directory.
     /// It appears already locked (made under a temporary name, locked, then
     /// linked into place), so its maker is the first through it and looks,
@@ -249,15 +264,7 @@ impl Queue {
             std::process::id(),
             MADE.fetch_add(1, Ordering::Relaxed)
         ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(self.create_mode())
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(self.io_err("create", tmp.clone()))?;
-        self.share(&file);
+        let file = self.create_new(&tmp)?;
         // Nobody else knows this file yet, unless a gate-holder is clearing
         // it away as an abandoned temporary: then start over.
         if !kernel::lock(&file, Kind::Exclusive, false).unwrap_or(false) {
@@ -397,15 +404,7 @@ impl Queue {
         let tmp = self
             .dir
             .join(format!("{TMP_PREFIX}{number:020}.{}", std::process::id()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(self.create_mode())
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(self.io_err("create", tmp.clone()))?;
-        self.share(&file);
+        let file = self.create_new(&tmp)?;
         let ticket = Ticket {
             queue: self.clone(),
             id,
