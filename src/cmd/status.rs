@@ -126,10 +126,9 @@ pub fn table(r: &Report) -> String {
             .map(|p| ("holds", p))
             .chain(db.waiters.iter().map(|p| ("waits", p)))
         {
-            let program = if p.leftover {
-                format!("{} (leftover)", p.program)
-            } else {
-                p.program.clone()
+            let program = match p.note {
+                Some(note) => format!("{} ({note})", p.program),
+                None => p.program.clone(),
             };
             s.push_str(&format!(
                 "  {role}  {program:<width$}  pid {:<7}  {:<5}  since {}{}  {}\n",
@@ -138,7 +137,7 @@ pub fn table(r: &Report) -> String {
                 p.since,
                 ago(&p.since),
                 one_line(&p.command),
-                width = width + if p.leftover { 11 } else { 0 },
+                width = width + p.note.map_or(0, |n| n.len() + 3),
             ));
             if let Some(n) = &p.nested {
                 nested_lines(&mut s, n, 1);

@@ -39,10 +39,12 @@ pub struct Person {
     pub mode: Mode,
     pub since: String,
     pub command: Vec<String>,
-    /// For the table only: the program has exited and this process of it
-    /// kept the lock.
+    /// For the table only, why this holder is not a running program's
+    /// record: `leftover` (the program has exited and this process of it kept
+    /// the lock) or `lock directory removed` (it holds a ticket of a removed
+    /// lock directory).
     #[serde(skip)]
-    pub leftover: bool,
+    pub note: Option<&'static str>,
     /// Nested dblaunch under this holder (a script it runs calls `dblaunch
     /// exec` or `run` for the database it holds): who holds and who waits
     /// among the processes under it. Absent when there are none.
@@ -178,14 +180,9 @@ fn occupancy(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStat
         {
             managed.insert(*pid);
             let name = program.as_deref().unwrap_or("?");
-            holders.push(person(
-                *pid,
-                name,
-                *mode,
-                since,
-                procfs::cmdline(*pid),
-                true,
-            ));
+            let mut p = person(*pid, name, *mode, since, procfs::cmdline(*pid), true);
+            p.note = Some("lock directory removed");
+            holders.push(p);
         }
     }
     let mut holder_groups: Vec<i32> = Vec::new();
@@ -318,7 +315,7 @@ fn person(
         mode,
         since: since.to_owned(),
         command,
-        leftover,
+        note: leftover.then_some("leftover"),
         nested: None,
     }
 }

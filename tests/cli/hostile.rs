@@ -55,7 +55,7 @@ fn the_lock_directory_removed_while_a_command_runs_lets_nobody_in_beside_it() {
     }
     assert!(!env.events().iter().any(|e| e.label == "beside"));
     let table = text(&env.run(&["status", "app.db"]).stdout);
-    assert!(table.contains("keeper"), "{table}");
+    assert!(table.contains("keeper (lock directory removed)"), "{table}");
     touch(&go);
     assert!(wait_output(holder).status.success());
     // Once it has ended, the database is free again.
