@@ -293,9 +293,13 @@ pub fn deleted_locked_files(dir: &Path, is_ours: impl Fn(&str) -> bool) -> Vec<(
 }
 
 /// Whether `pid`'s descriptor `fd` is still a deleted, flocked file of `dir`.
+/// When we may not look (another user's process), the answer is yes: a lock
+/// that cannot be seen to be gone is treated as held.
 pub fn deleted_locked_fd(pid: i32, fd: i32, dir: &Path) -> bool {
-    fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|t| deleted_in(&t, dir).is_some())
-        && holds_flock(pid, fd)
+    match fs::read_link(format!("/proc/{pid}/fd/{fd}")) {
+        Ok(t) => deleted_in(&t, dir).is_some() && holds_flock(pid, fd),
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    }
 }
 
 /// The file name of a deleted file that was directly in `dir`.
