@@ -363,14 +363,20 @@ fn scaling(counts: &[(usize, usize)]) -> Vec<(usize, [(f64, Duration); 2])> {
     rows
 }
 
-/// Throughput with `readers_pct` percent readers among 64 contenders.
+/// Jobs per second of each tool, with `readers_pct` percent of the
+/// contenders reading.
 fn throughput_mixed(contenders: usize, jobs: usize, readers_pct: usize) -> (f64, f64) {
     let mut out = Vec::new();
     for tool in [Tool::Flock, Tool::Dblaunch] {
         let (wall, _, _dir) = contend_mixed(tool, contenders, jobs, "0ms", readers_pct);
         let rate = (contenders * jobs) as f64 / wall.as_secs_f64();
+        let readers = if readers_pct > 0 {
+            format!(", {readers_pct}% readers")
+        } else {
+            String::new()
+        };
         println!(
-            "throughput ({contenders} contenders x {jobs} jobs, {readers_pct}% readers): {}: {rate:.0} jobs/s",
+            "throughput ({contenders} contenders x {jobs} jobs{readers}): {}: {rate:.0} jobs/s",
             tool.name()
         );
         out.push(rate);
@@ -421,17 +427,7 @@ fn handoff_latency(cfg: &Config, contenders: usize) -> (Duration, Duration) {
 }
 
 fn throughput(contenders: usize, jobs: usize) -> (f64, f64) {
-    let mut out = Vec::new();
-    for tool in [Tool::Flock, Tool::Dblaunch] {
-        let (_, wall) = contend(tool, contenders, jobs, "0ms");
-        let rate = (contenders * jobs) as f64 / wall.as_secs_f64();
-        println!(
-            "throughput ({contenders} contenders x {jobs} jobs): {}: {rate:.0} jobs/s",
-            tool.name()
-        );
-        out.push(rate);
-    }
-    (out[0], out[1])
+    throughput_mixed(contenders, jobs, 0)
 }
 
 /// CPU ticks (utime+stime of all threads) and context switches of `pid`.

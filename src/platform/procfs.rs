@@ -322,23 +322,23 @@ pub fn holds_flock(pid: i32, fd: i32) -> bool {
 
 /// The parent of `pid`.
 pub fn ppid(pid: i32) -> Option<i32> {
-    let stat = read_small(&format!("/proc/{pid}/stat"))?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    stat_field(pid, 1)?.parse().ok()
 }
 
 /// The process group of `pid`.
 pub fn pgid(pid: i32) -> Option<i32> {
+    stat_field(pid, 2)?.parse().ok()
+}
+
+/// Field `n` of `/proc/PID/stat`, counted from the state (0) after the
+/// command name, which is in parentheses and may itself contain spaces and
+/// parentheses.
+fn stat_field(pid: i32, n: usize) -> Option<String> {
     let stat = read_small(&format!("/proc/{pid}/stat"))?;
-    // Fields after the command: state, ppid, pgrp.
     stat[stat.rfind(')')? + 1..]
         .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
+        .nth(n)
+        .map(str::to_owned)
 }
 
 /// A process found by [`openers`].
