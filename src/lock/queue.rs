@@ -313,7 +313,8 @@ impl Queue {
             return Vec::new();
         };
         Gate { file }
-            .orphans()
+            .contents()
+            .1
             .into_iter()
             .filter(|o| o.is_live(&self.dir))
             .map(|o| o.holder())
@@ -368,7 +369,7 @@ impl Queue {
         no_wait: bool,
     ) -> Result<Enqueued, LockError> {
         let gate = self.gate()?;
-        gate.check_orphans(&self.dir, self.db.path())?;
+        let counter = gate.counter_unless_orphaned(&self.dir, self.db.path())?;
         let (existing, temporaries) = self.list_all()?;
         self.remove_dead_temporaries(&temporaries);
         let mut blockers: Vec<TicketId> = existing
@@ -385,12 +386,7 @@ impl Queue {
                 return Ok(Enqueued::Busy(holders));
             }
         }
-        let number = existing
-            .last()
-            .map(|t| t.number)
-            .max(gate.counter())
-            .unwrap_or(0)
-            + 1;
+        let number = existing.last().map(|t| t.number).max(counter).unwrap_or(0) + 1;
         // (An `orphans` line stays after the counter: the write below
         // overwrites only the counter's fixed-width first line.)
         let id = TicketId { number, mode };
@@ -605,27 +601,28 @@ impl Gate {
         String::from_utf8_lossy(&buf[..len]).into_owned()
     }
 
-    fn counter(&self) -> Option<u64> {
-        // A garbled counter is harmless: the tickets on disk also say where
-        // the numbering stands.
-        self.text().lines().next()?.trim().parse().ok()
-    }
-
-    fn orphans(&self) -> Vec<Orphan> {
+    /// The counter (a garbled one is harmless: the tickets on disk also say
+    /// where the numbering stands) and the orphans, from one read.
+    fn contents(&self) -> (Option<u64>, Vec<Orphan>) {
         let text = self.text();
-        let Some(line) = text.lines().find_map(|l| l.strip_prefix("orphans ")) else {
-            return Vec::new();
-        };
-        line.split_whitespace()
-            .filter_map(|o| {
-                let mut f = o.split(':');
-                Some(Orphan {
-                    pid: f.next()?.parse().ok()?,
-                    start_time: f.next()?.parse().ok()?,
-                    fd: f.next()?.parse().ok()?,
-                })
+        let counter = text.lines().next().and_then(|l| l.trim().parse().ok());
+        let orphans = text
+            .lines()
+            .find_map(|l| l.strip_prefix("orphans "))
+            .map(|line| {
+                line.split_whitespace()
+                    .filter_map(|o| {
+                        let mut f = o.split(':');
+                        Some(Orphan {
+                            pid: f.next()?.parse().ok()?,
+                            start_time: f.next()?.parse().ok()?,
+                            fd: f.next()?.parse().ok()?,
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+            .unwrap_or_default();
+        (counter, orphans)
     }
 
     fn set_orphans(&self, found: &[(i32, i32)]) {
@@ -638,14 +635,18 @@ impl Gate {
         let _ = self.file.write_all_at(text.as_bytes(), 0);
     }
 
-    /// Under the gate: fails while a holder of a removed lock directory still
-    /// runs (nobody may be granted beside it, and it is in no queue to wait
-    /// behind); forgets them once they are all gone. Costs nothing when the
-    /// gate has no `orphans` line (one read, which the counter needs anyway).
-    fn check_orphans(&self, dir: &Path, database: &Path) -> Result<(), LockError> {
-        let orphans = self.orphans();
+    /// Under the gate: the ticket counter; but fails while a holder of a
+    /// removed lock directory still runs (nobody may be granted beside it,
+    /// and it is in no queue to wait behind), and forgets them once they are
+    /// all gone. One read of the gate, which the counter needs anyway.
+    fn counter_unless_orphaned(
+        &self,
+        dir: &Path,
+        database: &Path,
+    ) -> Result<Option<u64>, LockError> {
+        let (counter, orphans) = self.contents();
         if orphans.is_empty() {
-            return Ok(());
+            return Ok(counter);
         }
         let live: Vec<Holder> = orphans
             .iter()
@@ -653,10 +654,9 @@ impl Gate {
             .map(|o| o.holder())
             .collect();
         if live.is_empty() {
-            let counter = self.counter().unwrap_or(0);
             let _ = self.file.set_len(0);
-            self.set_counter(counter);
-            return Ok(());
+            self.set_counter(counter.unwrap_or(0));
+            return Ok(counter);
         }
         Err(LockError::Orphaned {
             database: database.to_path_buf(),

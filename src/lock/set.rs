@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::database::Database;
-
 use super::error::{Holder, LockError};
 use super::inherited::{self, Inherited};
 use super::kernel;
@@ -183,27 +182,22 @@ impl Pending {
                 block,
                 &self.shared.cancelled,
                 |remaining| {
-                    if !tracing::enabled!(tracing::Level::INFO) {
-                        // Nobody will be told (-q): name nobody.
-                        return on_wait(Progress::Waiting {
-                            database: req.db.path().to_path_buf(),
-                            mode: req.mode,
-                            holders: Vec::new(),
-                            more: remaining.len(),
-                        });
-                    }
                     // O(1) in the queue's length: the oldest blocker (the
-                    // holder, usually) is named and the rest counted. Reading
+                    // holder, usually) is named and the rest counted, and
+                    // nothing is read when nobody will be told (-q). Reading
                     // and validating every ticket ahead on each wait made a
                     // queue of n waiters cost n² reads of /proc.
-                    let first = remaining.first().copied();
+                    let named = match remaining.first() {
+                        Some(&oldest) if tracing::enabled!(tracing::Level::INFO) => {
+                            queue.holders_among(&[oldest])
+                        }
+                        _ => Vec::new(),
+                    };
                     on_wait(Progress::Waiting {
                         database: req.db.path().to_path_buf(),
                         mode: req.mode,
-                        holders: first
-                            .map(|id| queue.holders_among(&[id]))
-                            .unwrap_or_default(),
-                        more: remaining.len().saturating_sub(1),
+                        more: remaining.len().saturating_sub(named.len()),
+                        holders: named,
                     })
                 },
             )
