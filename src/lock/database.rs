@@ -146,11 +146,21 @@ impl Database {
     /// directory (not a symlink someone planted to redirect our writes).
     /// Returns it, and whether it is group-writable (a shared project).
     pub(crate) fn ensure_lock_dir(&self) -> Result<(PathBuf, bool), LockError> {
-        let dir = self.lock_dir();
         let parent_meta = self.path.parent().and_then(|p| fs::metadata(p).ok());
         // Same user always; the group too where the database's directory is
         // group-writable (a shared project directory); never others.
         let group_shared = parent_meta.is_some_and(|m| m.mode() & 0o020 != 0);
+        self.ensure_dir(self.lock_dir(), group_shared)
+    }
+
+    /// Makes `dir` (this database's lock directory, or a nested queue inside
+    /// it) unless it exists, and checks that it is a real directory. Returns
+    /// it, and whether it is group-writable.
+    pub(crate) fn ensure_dir(
+        &self,
+        dir: PathBuf,
+        group_shared: bool,
+    ) -> Result<(PathBuf, bool), LockError> {
         if let Err(source) = make_lock_dir(&dir, group_shared) {
             return Err(LockError::LockDirectory {
                 database: self.path.clone(),
@@ -178,7 +188,7 @@ const LOCK_DIR_SUFFIX: &str = ".dblaunch";
 /// Makes a lock directory (or a nested queue's) unless it exists: the same
 /// user always; the group too in a group-shared place (setgid, so files in
 /// it keep the group); never others.
-pub(crate) fn make_lock_dir(dir: &Path, group_shared: bool) -> io::Result<()> {
+fn make_lock_dir(dir: &Path, group_shared: bool) -> io::Result<()> {
     let mode = if group_shared { 0o2775 } else { 0o755 };
     match fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {

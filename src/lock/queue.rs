@@ -17,7 +17,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::database::{Database, make_lock_dir};
+use super::database::Database;
 use super::error::{Holder, LockError};
 use super::inherited::Inherited;
 use super::kernel::{self, Kind};
@@ -122,25 +122,13 @@ impl Queue {
             .parent()
             .and_then(|p| fs::metadata(p).ok())
             .is_some_and(|m| m.mode() & 0o020 != 0);
-        if let Err(source) = make_lock_dir(&dir, group) {
-            return Err(LockError::LockDirectory {
-                database: db.path().to_path_buf(),
-                lock_dir: dir,
-                source,
-            });
-        }
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.file_type().is_dir() => Ok(Queue {
-                db: db.clone(),
-                dir,
-                nested: true,
-                group,
-            }),
-            _ => Err(LockError::LockDirectoryOccupied {
-                database: db.path().to_path_buf(),
-                lock_dir: dir,
-            }),
-        }
+        let (dir, group) = db.ensure_dir(dir, group)?;
+        Ok(Queue {
+            db: db.clone(),
+            dir,
+            nested: true,
+            group,
+        })
     }
 
     /// The nested queue under a holder's ticket, if it exists (for `status`).
