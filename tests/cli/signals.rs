@@ -148,3 +148,55 @@ fn sigterm_while_queueing_exits_143_and_gives_up_the_place() {
     wait_output(holder);
     assert!(!env.events().iter().any(|e| e.label == "never"));
 }
+
+/// The program starts with nothing blocked and SIGPIPE at its default,
+/// although dblaunch ignores SIGPIPE and blocks every signal while it
+/// starts a program. (Signals ignored by whoever started dblaunch stay
+/// ignored, as across any exec.)
+#[test]
+fn the_program_starts_with_sigpipe_default_and_no_signal_blocked() {
+    let env = Env::new();
+    let out = env.run(&[
+        "exec",
+        "--write",
+        "app.db",
+        "--",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let status = text(&out.stdout);
+    let mask = |field: &str| {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("no {field} in {status}"));
+        u64::from_str_radix(line[field.len() + 1..].trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "the program inherited blocked signals");
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_eq!(
+        mask("SigIgn:") & sigpipe,
+        0,
+        "the program inherited SIGPIPE ignored"
+    );
+}
+
+/// A bare command name is looked up in the PATH the program gets (the
+/// manifest's `env`), as a shell would.
+#[test]
+fn a_bare_name_is_found_in_the_programs_own_path() {
+    let env = Env::new();
+    let bin = env.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let tool = bin.join("only-here");
+    std::fs::write(&tool, "#!/bin/sh\necho found-in-manifest-path\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.manifest(format!(
+        "[programs.p]\ncommand = [\"only-here\"]\nwrites = [\"app.db\"]\nenv = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+        bin.display()
+    ));
+    let out = env.run(&["run", "p"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("found-in-manifest-path"));
+}
