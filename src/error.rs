@@ -71,7 +71,8 @@ impl Error {
                 | LockError::LockDirectory { .. }
                 | LockError::LockDirectoryOccupied { .. }
                 | LockError::Io { .. }
-                | LockError::Removed { .. } => code::FAILURE,
+                | LockError::Removed { .. }
+                | LockError::Backend(_) => code::FAILURE,
             },
             Error::Spawn(e) => match e {
                 SpawnError::NotFound { .. } => code::NOT_FOUND,

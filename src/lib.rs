@@ -3,6 +3,7 @@
 //! The binary is a thin wrapper around [`run`]; each subcommand lives in
 //! `cmd/`, the database lock in `lock/`, process handling in `process/`.
 
+pub mod backend;
 pub mod cli;
 pub mod cmd;
 pub mod control;

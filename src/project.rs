@@ -5,11 +5,13 @@
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::backend;
 use crate::control::{self, Action, ProgramState};
 use crate::error::Error;
-use crate::manifest::Manifest;
+use crate::lock::{Database, LockError, Remote};
+use crate::manifest::{self, Manifest};
 use crate::process::READY_FD_ENV;
 
 /// The manifest's programs that `targets` stand for, or a usage error that
@@ -94,4 +96,53 @@ pub fn running(manifest: &Manifest) -> Vec<(ProgramState, i32)> {
         });
     }
     found
+}
+
+/// The backend key of a database: the `key` the manifest gives it, else
+/// its canonical path (right when every host mounts the share at the same
+/// place). Only used when a backend is configured.
+pub fn backend_key(manifest: Option<&Manifest>, db: &Database) -> String {
+    if let Some(m) = manifest {
+        for (path, key) in &m.keys {
+            if Database::resolve(path, &m.dir).is_ok_and(|d| d == *db) {
+                return key.clone();
+            }
+        }
+    }
+    db.path().to_string_lossy().into_owned()
+}
+
+/// The lock backend the environment (`DBLAUNCH_BACKEND`) or the manifest
+/// (`[backend]`) names, opened; `None` to lock on this host only.
+pub fn remote(manifest: Option<&Manifest>) -> Result<Option<Remote>, Error> {
+    let config = backend::Config::resolve(manifest.and_then(|m| m.backend.as_ref()))
+        .map_err(Error::Usage)?;
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let backend = config.open().map_err(LockError::from)?;
+    Ok(Some(Remote {
+        backend,
+        host: backend::host_name(),
+    }))
+}
+
+/// For `exec`: the project's manifest when it matters to locking, that is
+/// when a backend may be in use (it gives the backend and the keys).
+/// Cheap when it does not: a manifest whose text never says `backend` is
+/// not parsed, so `exec` in a local-only project costs no manifest parse.
+pub fn manifest_with_backend(file: Option<&Path>, cwd: &Path) -> Result<Option<Manifest>, Error> {
+    let Ok(path) = manifest::locate(file, cwd) else {
+        return Ok(None);
+    };
+    let from_env = std::env::var_os(backend::BACKEND_ENV).is_some_and(|v| !v.is_empty());
+    if !from_env {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        if !text.contains("backend") {
+            return Ok(None);
+        }
+    }
+    Ok(Some(manifest::load(&path)?))
 }

@@ -27,7 +27,7 @@ pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
         action: "read the current directory".to_owned(),
         source,
     })?;
-    let locks = requests(file, &args.reads, &args.writes, &cwd)?;
+    let (locks, remote) = requests(file, &args.reads, &args.writes, &cwd)?;
     if let Some(w) = locks.iter().find(|w| {
         w.mode == Mode::Write && locks.iter().any(|r| r.mode == Mode::Read && r.db == w.db)
     }) {
@@ -58,6 +58,7 @@ pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
         control: None,
         logs: None,
         ready: None,
+        remote,
     };
     let specs = [spec];
     Ok(Supervisor::new(&specs, opts)?.run())
@@ -66,16 +67,19 @@ pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
 /// Resolves each `--read`/`--write`: a path (it has a `/` or a `.`) relative
 /// to the current directory, or a name from the manifest's `[databases]`, as
 /// in the manifest itself. The manifest is read only when a name needs it,
-/// so a plain `exec` with paths costs no manifest parse.
+/// or when it configures a lock backend, so a plain `exec` with paths in a
+/// project without one costs no manifest parse. With a backend, every
+/// database gets its key (the manifest's, or its canonical path), so an
+/// ad-hoc command on one host cannot slip past the programs of another.
 fn requests(
     file: Option<&Path>,
     reads: &[PathBuf],
     writes: &[PathBuf],
     cwd: &Path,
-) -> Result<Vec<Request>, Error> {
+) -> Result<(Vec<Request>, Option<crate::lock::Remote>), Error> {
     let reads = reads.iter().map(|p| (p, Mode::Read));
     let writes = writes.iter().map(|p| (p, Mode::Write));
-    let mut manifest: Option<Manifest> = None;
+    let mut manifest: Option<Manifest> = crate::project::manifest_with_backend(file, cwd)?;
     let mut out = Vec::new();
     for (given, mode) in reads.chain(writes) {
         let text = given.to_string_lossy();
@@ -91,9 +95,15 @@ fn requests(
             };
             Database::resolve(path, &m.dir)?
         };
-        out.push(Request { db, mode });
+        out.push(Request::local(db, mode));
     }
-    Ok(out)
+    let remote = crate::project::remote(manifest.as_ref())?;
+    if remote.is_some() {
+        for r in &mut out {
+            r.key = Some(crate::project::backend_key(manifest.as_ref(), &r.db));
+        }
+    }
+    Ok((out, remote))
 }
 
 /// The manifest that a database name refers to. Without one, a bare word

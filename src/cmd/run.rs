@@ -60,6 +60,7 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
         control: Some(manifest.dir.clone()),
         logs,
         ready,
+        remote: crate::project::remote(Some(&manifest))?,
     };
     Ok(Supervisor::new(&specs, opts)?.run())
 }
@@ -74,10 +75,9 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
             let locks = program
                 .locks()
                 .map(|(d, mode)| {
-                    Ok(Request {
-                        db: Database::resolve(&d.path, &manifest.dir)?,
-                        mode,
-                    })
+                    let db = Database::resolve(&d.path, &manifest.dir)?;
+                    let key = Some(crate::project::backend_key(Some(manifest), &db));
+                    Ok(Request { db, mode, key })
                 })
                 .collect::<Result<Vec<_>, crate::lock::LockError>>()?;
             Ok(Spec {

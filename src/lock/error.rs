@@ -104,6 +104,9 @@ pub enum LockError {
     )]
     Removed { database: PathBuf },
 
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+
     #[error(
         "database {database} is busy: {holders}; {waited}. Try again later, wait longer (--wait DUR, or no --wait to queue for as long as it takes), or stop the holder (`dblaunch status` shows every holder)",
         database = .database.display(),
@@ -149,6 +152,9 @@ pub enum Holder {
         mode: Mode,
         since: String,
     },
+    /// A holder or waiter on another host (or this one), as the lock
+    /// backend lists it.
+    Remote(crate::backend::Entry),
     /// A process that locked the database file itself, outside dblaunch.
     Foreign {
         pid: Option<i32>,
@@ -197,6 +203,7 @@ impl fmt::Display for Holder {
                 Some(program) => write!(f, "{program} (pid {pid}: {command})"),
                 None => write!(f, "pid {pid} ({command})"),
             },
+            Holder::Remote(entry) => write!(f, "{entry}"),
             Holder::Unknown { ticket, why } => write!(
                 f,
                 "the live ticket {ticket} has a record that cannot be read ({why})"

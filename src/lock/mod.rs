@@ -24,4 +24,6 @@ pub use database::Database;
 pub use error::{Holder, LockError, round};
 pub use queue::{Queue, QueueEntry, Release, Role, TicketId};
 pub use record::{Mode, Owner, Record, State};
-pub use set::{Acquirer, Held, Pending, Progress, Request, Step, database_files, foreign_holders};
+pub use set::{
+    Acquirer, Held, Pending, Progress, Remote, Request, Step, database_files, foreign_holders,
+};

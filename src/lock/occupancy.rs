@@ -215,10 +215,7 @@ fn occupancy(l: &Looked, uses: &[FdUse], locks: &[procfs::KernelLock]) -> DbStat
     // The kernel's own answer for these files first (atomic, one lock per
     // file); then /proc/locks for the rest, which a busy machine can make
     // skip a line while other locks come and go.
-    let asked = foreign_holders(&Request {
-        db: l.db.clone(),
-        mode: Mode::Write,
-    });
+    let asked = foreign_holders(&Request::local(l.db.clone(), Mode::Write));
     for h in asked {
         if let Holder::Foreign {
             pid: Some(pid),

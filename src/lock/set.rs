@@ -15,6 +15,7 @@ use super::inherited::{self, Inherited};
 use super::kernel;
 use super::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, WaitOutcome};
 use super::record::{Mode, Owner, Record};
+use crate::backend::{Acquired, Backend, Cancel, Claim, Claimant, Lease};
 use crate::procfs::{self, FileId};
 
 /// One database and how it is used.
@@ -22,6 +23,28 @@ use crate::procfs::{self, FileId};
 pub struct Request {
     pub db: Database,
     pub mode: Mode,
+    /// Its key in the lock backend, when one is configured: then it is
+    /// locked there too, after the host's own lock.
+    pub key: Option<String>,
+}
+
+impl Request {
+    /// A database locked on this host only.
+    pub fn local(db: Database, mode: Mode) -> Request {
+        Request {
+            db,
+            mode,
+            key: None,
+        }
+    }
+}
+
+/// The lock backend every keyed request also goes through, and who we are
+/// to the other hosts.
+#[derive(Clone)]
+pub struct Remote {
+    pub backend: Arc<dyn Backend>,
+    pub host: String,
 }
 
 /// What a background acquisition reports.
@@ -52,6 +75,9 @@ pub struct Pending {
     next: usize,
     blockers: Vec<TicketId>,
     shared: Arc<Shared>,
+    remote: Option<Remote>,
+    /// The backend's grant, once every host-local lock is held.
+    lease: Option<Box<dyn Lease>>,
 }
 
 #[derive(Default)]
@@ -61,6 +87,10 @@ struct Shared {
     /// another thread can give them back while the acquiring thread sleeps in
     /// the kernel.
     tickets: Mutex<Vec<Ticket>>,
+    /// Interrupts a wait in the lock backend.
+    remote_cancel: Cancel,
+    /// Who was ahead in the backend when we last started waiting there.
+    remote_ahead: Mutex<Option<(PathBuf, Mode, Vec<Holder>)>>,
 }
 
 impl Shared {
@@ -80,7 +110,11 @@ pub enum Step {
 impl Pending {
     /// Orders and checks the requests. The same database named twice in one
     /// mode is one request; read and write of one database is an error.
-    pub fn new(mut requests: Vec<Request>, owner: Owner) -> Result<Pending, LockError> {
+    pub fn new(
+        mut requests: Vec<Request>,
+        owner: Owner,
+        remote: Option<&Remote>,
+    ) -> Result<Pending, LockError> {
         requests.sort_by(|a, b| a.db.cmp(&b.db).then(a.mode.cmp(&b.mode)));
         requests.dedup();
         if let Some(w) = requests.windows(2).find(|w| w[0].db == w[1].db) {
@@ -114,7 +148,119 @@ impl Pending {
             next: 0,
             blockers: Vec::new(),
             shared: Arc::default(),
+            remote: remote.cloned(),
+            lease: None,
         })
+    }
+
+    /// The backend claims: keyed requests, in key order (the one global
+    /// order of the backend, after the host's own).
+    fn claims(&self) -> Vec<Claim> {
+        if self.remote.is_none() {
+            return Vec::new();
+        }
+        let mut claims: Vec<Claim> = self
+            .requests
+            .iter()
+            .filter_map(|r| {
+                r.key.as_ref().map(|key| Claim {
+                    key: key.clone(),
+                    mode: r.mode,
+                })
+            })
+            .collect();
+        claims.sort();
+        claims.dedup_by(|b, a| {
+            // One key named by two databases: the stronger mode wins.
+            if a.key == b.key {
+                a.mode = a.mode.max(b.mode);
+                true
+            } else {
+                false
+            }
+        });
+        claims
+    }
+
+    fn database_of(&self, claim: &Claim) -> PathBuf {
+        self.requests
+            .iter()
+            .find(|r| r.key.as_deref() == Some(&claim.key))
+            .map_or_else(|| PathBuf::from(&claim.key), |r| r.db.path().to_path_buf())
+    }
+
+    fn claimant(&self, remote: &Remote) -> Claimant {
+        Claimant {
+            host: remote.host.clone(),
+            pid: std::process::id() as i32,
+            program: self.owner.program.clone(),
+        }
+    }
+
+    /// Takes the backend's claims once the host's locks are held.
+    /// `deadline`: `Some(now)` to try once; `Ok(false)`: cancelled.
+    fn acquire_remote(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+        mut on_wait: impl FnMut(Progress),
+    ) -> Result<bool, LockError> {
+        let claims = self.claims();
+        let Some(remote) = self.remote.clone() else {
+            return Ok(true);
+        };
+        if claims.is_empty() || self.lease.is_some() {
+            return Ok(true);
+        }
+        let who = self.claimant(&remote);
+        let databases: Vec<(Claim, PathBuf)> = claims
+            .iter()
+            .map(|c| (c.clone(), self.database_of(c)))
+            .collect();
+        let path_of = |claim: &Claim| {
+            databases
+                .iter()
+                .find(|(c, _)| c.key == claim.key)
+                .map_or_else(|| PathBuf::from(&claim.key), |(_, p)| p.clone())
+        };
+        let shared = Arc::clone(&self.shared);
+        let outcome = remote.backend.acquire(
+            &claims,
+            &who,
+            deadline,
+            &self.shared.remote_cancel,
+            &mut |claim, ahead| {
+                let holders: Vec<Holder> = ahead.into_iter().map(Holder::Remote).collect();
+                *shared
+                    .remote_ahead
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some((path_of(claim), claim.mode, holders.clone()));
+                on_wait(Progress::Waiting {
+                    database: path_of(claim),
+                    mode: claim.mode,
+                    holders,
+                    more: 0,
+                });
+            },
+        )?;
+        match outcome {
+            Acquired::Granted(lease) => {
+                self.lease = Some(lease);
+                Ok(true)
+            }
+            Acquired::Busy { claim, ahead } => {
+                if self.shared.remote_cancel.is_cancelled() {
+                    return Ok(false);
+                }
+                Err(LockError::Busy {
+                    database: path_of(&claim),
+                    mode: claim.mode,
+                    holders: ahead.into_iter().map(Holder::Remote).collect(),
+                    waited: Default::default(),
+                    limit: Default::default(),
+                })
+            }
+        }
     }
 
     pub fn requests(&self) -> &[Request] {
@@ -123,7 +269,7 @@ impl Pending {
 
     /// Takes every lock now or none: no waiting, no ticket left behind when
     /// any database is busy (`--no-wait`).
-    pub fn try_now(self) -> Result<Held, LockError> {
+    pub fn try_now(mut self) -> Result<Held, LockError> {
         for (i, req) in self.requests.iter().enumerate() {
             let queue = self.queue(i)?;
             let record = Record::waiting(&self.owner, req.mode);
@@ -142,6 +288,10 @@ impl Pending {
                     });
                 }
             }
+        }
+        if let Err(e) = self.acquire_remote(Some(std::time::Instant::now()), |_| {}) {
+            abandon_all(&self.shared);
+            return Err(e);
         }
         Ok(self.into_held())
     }
@@ -212,6 +362,16 @@ impl Pending {
                 WaitOutcome::Blocked(_) | WaitOutcome::Cancelled => return Ok(Step::Blocked),
             }
         }
+        if self.lease.is_none() && !self.claims().is_empty() {
+            // The backend is a network round trip or a wait: never on the
+            // supervisor's own thread.
+            if !block {
+                return Ok(Step::Blocked);
+            }
+            if !self.acquire_remote(None, &mut on_wait)? {
+                return Ok(Step::Blocked);
+            }
+        }
         Ok(Step::Done)
     }
 
@@ -256,9 +416,11 @@ impl Pending {
         Acquirer { shared, requests }
     }
 
-    pub fn into_held(self) -> Held {
+    pub fn into_held(mut self) -> Held {
         let tickets = std::mem::take(&mut *self.shared.tickets());
         Held {
+            lease: self.lease.take(),
+            program: self.owner.program.clone(),
             entries: self
                 .requests
                 .into_iter()
@@ -284,6 +446,7 @@ impl Acquirer {
     /// the cancel and ends without taking anything.
     pub fn cancel(self) {
         self.shared.cancelled.store(true, Ordering::Release);
+        self.shared.remote_cancel.cancel();
         abandon_all(&self.shared);
     }
 
@@ -301,6 +464,17 @@ fn abandon_all(shared: &Shared) {
 
 fn blocked_report(requests: &[Request], shared: &Shared) -> Option<(PathBuf, Mode, Vec<Holder>)> {
     let tickets = shared.tickets();
+    if tickets.len() == requests.len() {
+        // Every host-local lock is ours: what blocks is in the backend.
+        let remote = shared
+            .remote_ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if remote.is_some() {
+            return remote;
+        }
+    }
     let ticket = tickets.last()?;
     let req = requests.get(tickets.len() - 1)?;
     let mut holders = holders_ahead(ticket.queue(), ticket.id());
@@ -428,6 +602,9 @@ pub fn database_files(path: &Path) -> Vec<FileId> {
 /// Locks that are held: every database of one program.
 pub struct Held {
     entries: Vec<(Request, Ticket, Record)>,
+    /// The backend's grant of the keyed databases.
+    lease: Option<Box<dyn Lease>>,
+    program: String,
 }
 
 impl std::fmt::Debug for Held {
@@ -499,8 +676,33 @@ impl Held {
         behind
     }
 
+    /// The fencing tokens for the program's environment (SPEC.md §8):
+    /// `DBLAUNCH_FENCING_TOKEN` when it holds one key,
+    /// `DBLAUNCH_FENCING_TOKENS` (`key=token,…`) always.
+    pub fn fencing_env(&self) -> Vec<(String, String)> {
+        let Some(lease) = &self.lease else {
+            return Vec::new();
+        };
+        let tokens = lease.tokens();
+        let mut env = vec![(
+            "DBLAUNCH_FENCING_TOKENS".to_owned(),
+            tokens
+                .iter()
+                .map(|(k, t)| format!("{k}={t}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )];
+        if let [(_, token)] = tokens.as_slice() {
+            env.push(("DBLAUNCH_FENCING_TOKEN".to_owned(), token.to_string()));
+        }
+        env
+    }
+
     /// Records that the program running as `pid` now holds the locks.
     pub fn mark_holding(&mut self, pid: i32, start_time: u64) {
+        if let Some(lease) = &self.lease {
+            lease.started(pid, &self.program);
+        }
         for (req, ticket, record) in &mut self.entries {
             *record = record.holding_since(pid, start_time);
             if let Err(e) = ticket.update(record) {
@@ -515,6 +717,10 @@ impl Held {
     /// Lets go of every lock; reports databases that stay held by processes
     /// that escaped the program's process group.
     pub fn release(self) -> Vec<(PathBuf, Vec<i32>)> {
+        // In the reverse of the order taken: the backend, then the host.
+        if let Some(lease) = self.lease {
+            lease.release();
+        }
         let mut kept = Vec::new();
         for (req, ticket, _) in self.entries.into_iter().rev() {
             if let Release::HeldBy(pids) = ticket.release() {

@@ -15,6 +15,11 @@ pub struct Manifest {
     pub settings: Settings,
     /// `[databases]`: short names for paths, in document order.
     pub databases: Vec<(String, PathBuf)>,
+    /// The backend key of each database that has one, by path. Without a
+    /// `key`, a database's key is its canonical path.
+    pub keys: Vec<(PathBuf, String)>,
+    /// `[backend]`: the lock backend shared by several hosts.
+    pub backend: Option<crate::backend::Config>,
     /// `[programs]`, in document order.
     pub programs: Vec<Program>,
     /// `[groups]`: name and members (program or group names).

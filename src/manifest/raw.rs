@@ -22,6 +22,13 @@ pub struct RawSettings {
     pub wait: Option<Spanned<String>>,
 }
 
+/// `[backend]`: the lock backend shared by several hosts.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBackend {
+    pub url: Option<Spanned<String>>,
+    pub lease: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(
     untagged,
@@ -60,6 +67,10 @@ pub struct RawProgram {
 pub struct Raw {
     pub settings: RawSettings,
     pub databases: Vec<(Spanned<String>, Spanned<String>)>,
+    /// `key = "…"` of databases written as `{ path = "…", key = "…" }`.
+    pub keys: Vec<(String, Spanned<String>)>,
+    /// `[backend]`, when present.
+    pub backend: Option<(Spanned<()>, RawBackend)>,
     pub programs: Vec<(Spanned<String>, RawProgram)>,
     pub groups: Vec<(Spanned<String>, Vec<Spanned<String>>)>,
     /// Programs whose table could not be read: their names still count as
@@ -108,7 +119,9 @@ fn unknown_keys(
     }
 }
 
-const SECTIONS: [&str; 4] = ["settings", "databases", "programs", "groups"];
+const SECTIONS: [&str; 5] = ["settings", "backend", "databases", "programs", "groups"];
+const BACKEND_KEYS: [&str; 2] = ["url", "lease"];
+const DATABASE_KEYS: [&str; 2] = ["path", "key"];
 
 pub fn parse(text: &str) -> (Raw, Vec<Diagnostic>) {
     let (doc, errors) = DeTable::parse_recoverable(text);
@@ -132,12 +145,52 @@ pub fn parse(text: &str) -> (Raw, Vec<Diagnostic>) {
                     raw.settings = s;
                 }
             }
+            "backend" => {
+                unknown_keys(value, &BACKEND_KEYS, "[backend]", &mut diags);
+                if let Some(b) = deserialize::<RawBackend>(value, &mut diags, "[backend]") {
+                    raw.backend = Some((spanned(key, ()), b));
+                }
+            }
             "databases" => {
                 for (name, path) in table(value, "[databases]", &mut diags) {
                     match path.get_ref() {
                         DeValue::String(s) => raw
                             .databases
                             .push((owned(name), spanned(path, s.to_string()))),
+                        DeValue::Table(t) => {
+                            let what = format!("database `{}`", name.get_ref());
+                            unknown_keys(path, &DATABASE_KEYS, &what, &mut diags);
+                            let field = |k: &str| {
+                                t.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v)
+                            };
+                            match field("path").map(|v| (v, v.get_ref())) {
+                                Some((v, DeValue::String(p))) => {
+                                    raw.databases.push((owned(name), spanned(v, p.to_string())))
+                                }
+                                _ => diags.push(
+                                    Diagnostic::new(
+                                        format!("{what} needs a path string"),
+                                        Some(path.span()),
+                                    )
+                                    .help(format!(
+                                        "write {} = {{ path = \"data/{}.duckdb\", key = \"{}\" }}",
+                                        name.get_ref(),
+                                        name.get_ref(),
+                                        name.get_ref()
+                                    )),
+                                ),
+                            }
+                            match field("key").map(|v| (v, v.get_ref())) {
+                                Some((v, DeValue::String(k))) => raw
+                                    .keys
+                                    .push((name.get_ref().to_string(), spanned(v, k.to_string()))),
+                                Some((v, _)) => diags.push(Diagnostic::new(
+                                    format!("the key of {what} must be a string"),
+                                    Some(v.span()),
+                                )),
+                                None => {}
+                            }
+                        }
                         other => diags.push(
                             Diagnostic::new(
                                 format!(
@@ -191,8 +244,8 @@ pub fn parse(text: &str) -> (Raw, Vec<Diagnostic>) {
             other => {
                 let mut d = Diagnostic::new(format!("unknown section `{other}`"), Some(key.span()));
                 d = match super::suggest::closest(other, SECTIONS.iter().copied()) {
-                    Some(s) => d.help(format!("did you mean `{s}`? The sections are [settings], [databases], [programs] and [groups]")),
-                    None => d.help("the sections are [settings], [databases], [programs] and [groups]"),
+                    Some(s) => d.help(format!("did you mean `{s}`? The sections are [settings], [backend], [databases], [programs] and [groups]")),
+                    None => d.help("the sections are [settings], [backend], [databases], [programs] and [groups]"),
                 };
                 diags.push(d);
             }

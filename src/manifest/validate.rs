@@ -121,6 +121,47 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
         ));
     }
     let db_names: Vec<&str> = databases.iter().map(|(n, _)| n.as_str()).collect();
+    let keys: Vec<(PathBuf, String)> = raw
+        .keys
+        .iter()
+        .filter_map(|(name, key)| {
+            if key.get_ref().trim().is_empty() {
+                diags.push(Diagnostic::new(
+                    format!("database `{name}` has an empty key"),
+                    Some(key.span()),
+                ));
+                return None;
+            }
+            let (_, path) = databases.iter().find(|(n, _)| n == name)?;
+            Some((path.clone(), key.get_ref().clone()))
+        })
+        .collect();
+    let backend = raw.backend.as_ref().and_then(|(at, b)| {
+        let Some(url) = &b.url else {
+            diags.push(
+                Diagnostic::new("[backend] has no url", Some(at.span()))
+                    .help("write url = \"postgres://USER@HOST/DATABASE\", or remove [backend] to lock on this host only"),
+            );
+            return None;
+        };
+        let lease = match &b.lease {
+            None => crate::backend::DEFAULT_LEASE,
+            Some(l) => match crate::backend::parse_lease(l.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::new(format!("lease {:?} is not a lease: {e}", l.get_ref()), Some(l.span()))
+                            .help("write a duration such as \"10s\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(crate::backend::Config {
+            url: url.get_ref().clone(),
+            lease,
+        })
+    });
 
     // Names: programs and groups share one namespace.
     let mut seen: HashMap<&str, &str> = HashMap::new();
@@ -222,6 +263,8 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
         dir,
         settings,
         databases,
+        keys,
+        backend,
         programs,
         groups,
     }

@@ -207,16 +207,18 @@ impl Supervisor<'_> {
             command: spec.argv.clone(),
         };
         let since = Instant::now();
-        let result = Pending::new(spec.locks.clone(), owner).and_then(|mut pending| {
-            if self.opts.wait == Some(Duration::ZERO) {
-                return pending.try_now().map(Ok);
-            }
-            // The uncontended path stays on this thread: no waiting, no thread.
-            Ok(match pending.advance(false, |_| {})? {
-                Step::Done => Ok(pending.into_held()),
-                Step::Blocked => Err(pending),
-            })
-        });
+        let result = Pending::new(spec.locks.clone(), owner, self.opts.remote.as_ref()).and_then(
+            |mut pending| {
+                if self.opts.wait == Some(Duration::ZERO) {
+                    return pending.try_now().map(Ok);
+                }
+                // The uncontended path stays on this thread: no waiting, no thread.
+                Ok(match pending.advance(false, |_| {})? {
+                    Step::Done => Ok(pending.into_held()),
+                    Step::Blocked => Err(pending),
+                })
+            },
+        );
         match result {
             Ok(Ok(held)) => {
                 self.states[i] = State::Foreign {
@@ -295,6 +297,7 @@ impl Supervisor<'_> {
         let fds = held.fds();
         let mut env = spec.env.clone();
         env.push(("DBLAUNCH_PROGRAM".to_owned(), spec.name.clone()));
+        env.extend(held.fencing_env());
         let launch = Launch {
             argv: &spec.argv,
             cwd: spec.cwd.as_deref(),

@@ -48,6 +48,8 @@ pub struct Options {
     /// A detached run: tell `dblaunch start` here how each program started,
     /// then close it.
     pub ready: Option<std::fs::File>,
+    /// The lock backend shared with other hosts, for keyed databases.
+    pub remote: Option<crate::lock::Remote>,
 }
 
 #[cfg(test)]
