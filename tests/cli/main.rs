@@ -21,6 +21,7 @@ mod manifest;
 mod nested;
 mod restart;
 mod run;
+mod several_hosts;
 mod signals;
 mod status_stop;
 mod terminal;

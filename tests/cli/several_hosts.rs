@@ -1,0 +1,525 @@
+//! Several hosts through a real PostgreSQL (SPEC.md §8): a throwaway
+//! server (initdb + pg_ctl on a temporary directory and port), hosts
+//! simulated by distinct host names (DBLAUNCH_HOST) and distinct project
+//! directories, so that only the backend stands between them: each host
+//! has its own database path and so its own host-local lock, and shares
+//! the database's `key` with the others.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use dblaunch::backend::{Backend, Config};
+
+use crate::*;
+
+const PASSWORD: &str = "s3cret-pw";
+
+/// The server every test of this file shares (a key per test keeps them
+/// apart); stopped when the test process is gone.
+struct Server {
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(start_server)
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    versions.sort();
+    dirs.extend(versions.into_iter().rev());
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("PostgreSQL's {name} is not installed (Debian: apt-get install postgresql); .ci/run installs it")
+        })
+}
+
+/// The server refuses to run as root: as root, run it as `nobody`.
+fn as_server_user(program: &Path) -> Command {
+    if nix::unistd::geteuid().is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start_server() -> Server {
+    let dir = tempfile::Builder::new()
+        .prefix("dblaunch-pg")
+        .tempdir()
+        .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(
+            dir.path(),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(65534)),
+        )
+        .unwrap();
+    }
+    let pwfile = dir.path().join("pw");
+    fs::write(&pwfile, PASSWORD).unwrap();
+    std::os::unix::fs::chown(&pwfile, Some(65534), Some(65534)).ok();
+    let data = dir.path().join("data");
+    let out = as_server_user(&pg_bin("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "dblaunch",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+        ])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .output()
+        .expect("run initdb");
+    assert!(out.status.success(), "initdb: {}", text(&out.stderr));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = as_server_user(&pg_bin("pg_ctl"))
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.path().join("server.log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off",
+            dir.path().display()
+        ))
+        .args(["-w", "start"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .expect("run pg_ctl");
+    assert!(
+        out.status.success(),
+        "pg_ctl start: {} {}",
+        text(&out.stderr),
+        fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+    );
+    // Stop it when this test process is gone (however it ends).
+    let stop = format!(
+        "while [ -d /proc/{} ]; do sleep 1; done; {} -D {} -m immediate stop",
+        std::process::id(),
+        pg_bin("pg_ctl").display(),
+        data.display()
+    );
+    // The shell leaves it running in the background and exits.
+    as_server_user(Path::new("/bin/sh"))
+        .args(["-c", &format!("({stop}) >/dev/null 2>&1 &")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("start the server's reaper");
+    Server { port, _dir: dir }
+}
+
+fn url(port: u16, password: &str, database: &str) -> String {
+    format!("postgres://dblaunch:{password}@127.0.0.1:{port}/{database}?sslmode=disable")
+}
+
+/// A simulated host: its own directory, manifest and host name.
+struct Host {
+    name: String,
+    dir: PathBuf,
+}
+
+impl Host {
+    fn new(env: &Env, name: &str, key: &str, lease: &str) -> Host {
+        let dir = env.path(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("dblaunch.toml"),
+            format!(
+                "[backend]\nurl = \"{}\"\nlease = \"{lease}\"\n\n[databases]\nletters = {{ path = \"letters.db\", key = \"{key}\" }}\n",
+                url(server().port, PASSWORD, "postgres")
+            ),
+        )
+        .unwrap();
+        Host {
+            name: name.to_owned(),
+            dir,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(&self.dir)
+            .env("DBLAUNCH_HOST", &self.name)
+            .env_remove("RUST_LOG")
+            .env_remove("DBLAUNCH_BACKEND")
+            .env_remove("DBLAUNCH_LEASE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// `exec --MODE letters -- sh -c 'note the token; exec probe'`.
+    fn exec(&self, env: &Env, mode: &str, label: &str, extra: &[&str]) -> Child {
+        let probe = env.probe(label, extra).join(" ");
+        let tokens = env.path("tokens");
+        let script = format!(
+            "echo {label} {mode} $DBLAUNCH_FENCING_TOKEN >> {}; exec {probe}",
+            tokens.display()
+        );
+        self.cmd(&["exec", mode, "letters", "--", "sh", "-c", &script])
+            .spawn()
+            .expect("spawn dblaunch")
+    }
+}
+
+fn backend(lease: Duration) -> std::sync::Arc<dyn Backend> {
+    Config {
+        url: url(server().port, PASSWORD, "postgres"),
+        lease,
+    }
+    .open()
+    .expect("open the backend")
+}
+
+fn waiters(b: &dyn Backend, key: &str) -> usize {
+    b.entries(&[key.to_owned()])
+        .map(|e| e.iter().filter(|e| !e.holding && !e.lost).count())
+        .unwrap_or(0)
+}
+
+/// (label, start, end) of each program that ran, and each one's mode.
+fn runs(env: &Env) -> Vec<(String, u128, u128)> {
+    intervals(&env.events())
+}
+
+fn assert_no_overlap(env: &Env, writers: &[String]) {
+    let runs = runs(env);
+    for (i, a) in runs.iter().enumerate() {
+        for b in &runs[i + 1..] {
+            let conflict = writers.contains(&a.0) || writers.contains(&b.0);
+            let overlap = a.1 < b.2 && b.1 < a.2;
+            assert!(
+                !(conflict && overlap),
+                "{} ({}..{}) and {} ({}..{}) overlapped",
+                a.0,
+                a.1,
+                a.2,
+                b.0,
+                b.1,
+                b.2
+            );
+        }
+    }
+}
+
+fn tokens(env: &Env) -> Vec<(String, String, i64)> {
+    fs::read_to_string(env.path("tokens"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.first()?.to_string(),
+                f.get(1)?.to_string(),
+                f.get(2)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Arrival order across hosts is the order in which requests reach the
+/// backend's queue. Each contender here has a checkout of its own (its own
+/// host-local lock), under one of three host names, so every one of them
+/// queues in the backend directly and the order is the server's alone.
+#[test]
+fn three_hosts_of_eight_contenders_never_overlap_and_keep_arrival_order() {
+    let env = Env::new();
+    let key = "three-hosts";
+    let b = backend(Duration::from_secs(10));
+    // A first holder keeps everyone queued until all have arrived.
+    let go = env.path("go");
+    let gate_host = Host::new(&env, "gatehost", key, "10s");
+    let mut gate = gate_host.exec(&env, "--write", "gate", &["--until", go.to_str().unwrap()]);
+    env.wait_event("gate", |e| e.label == "gate" && e.what == "start");
+    let mut children = Vec::new();
+    let mut order = Vec::new();
+    let mut writers = vec!["gate".to_owned()];
+    for i in 0..24 {
+        let mut host = Host::new(&env, &format!("checkout{i}"), key, "10s");
+        host.name = format!("host{}", i % 3);
+        let write = i % 3 != 1;
+        let label = format!("{}-{i}", host.name);
+        if write {
+            writers.push(label.clone());
+        }
+        let mode = if write { "--write" } else { "--read" };
+        children.push(host.exec(&env, mode, &label, &["--hold", "20ms"]));
+        wait_until(&format!("{label} to queue in the backend"), || {
+            waiters(&*b, key) == i + 1
+        });
+        order.push(label);
+    }
+    touch(&go);
+    assert_eq!(wait_status(&mut gate).code(), Some(0));
+    for mut c in children {
+        let status = wait_status(&mut c);
+        assert_eq!(status.code(), Some(0), "{}", stderr_of(&mut c));
+    }
+    let runs = runs(&env);
+    assert_eq!(runs.len(), 25, "every job ran once: {runs:?}");
+    assert_no_overlap(&env, &writers);
+    // Whoever conflicts with an earlier arrival starts after it has ended.
+    let at = |label: &str| runs.iter().find(|r| r.0 == label).unwrap();
+    for (i, a) in order.iter().enumerate() {
+        for later in &order[i + 1..] {
+            if writers.contains(a) || writers.contains(later) {
+                assert!(
+                    at(a).2 <= at(later).1,
+                    "{later} started before {a}, which arrived first, had ended"
+                );
+            }
+        }
+    }
+    assert_tokens_increase(&env, 25);
+}
+
+/// Eight contenders on each of three hosts, those of a host sharing its
+/// checkout: they queue on their host first, then in the backend.
+#[test]
+fn three_hosts_of_eight_contenders_sharing_a_checkout_each_never_overlap() {
+    let env = Env::new();
+    let key = "three-hosts-shared";
+    let hosts: Vec<Host> = (0..3)
+        .map(|h| Host::new(&env, &format!("host{h}"), key, "10s"))
+        .collect();
+    let mut children = Vec::new();
+    let mut writers = Vec::new();
+    for i in 0..24 {
+        let host = &hosts[i % 3];
+        let write = i % 3 != 1;
+        let label = format!("{}-{i}", host.name);
+        if write {
+            writers.push(label.clone());
+        }
+        let mode = if write { "--write" } else { "--read" };
+        children.push(host.exec(&env, mode, &label, &["--hold", "10ms"]));
+    }
+    for mut c in children {
+        let status = wait_status(&mut c);
+        assert_eq!(status.code(), Some(0), "{}", stderr_of(&mut c));
+    }
+    let runs = runs(&env);
+    assert_eq!(runs.len(), 24, "every job ran once: {runs:?}");
+    assert_no_overlap(&env, &writers);
+    assert_tokens_increase(&env, 24);
+}
+
+/// Fencing tokens strictly increase over the grants of the key: a write's
+/// token is above every token granted before it.
+fn assert_tokens_increase(env: &Env, jobs: usize) {
+    let tokens = tokens(env);
+    assert_eq!(tokens.len(), jobs, "{tokens:?}");
+    let writes: Vec<i64> = tokens
+        .iter()
+        .filter(|(_, m, _)| m == "--write")
+        .map(|(_, _, t)| *t)
+        .collect();
+    assert!(
+        writes.windows(2).all(|w| w[0] < w[1]),
+        "write tokens out of order: {writes:?}"
+    );
+    let mut all: Vec<i64> = tokens.iter().map(|t| t.2).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), jobs, "a token was given twice: {tokens:?}");
+}
+
+#[test]
+fn a_killed_holder_s_program_dies_and_the_next_host_waits_out_the_lease() {
+    let env = Env::new();
+    let key = "killed-holder";
+    let lease = Duration::from_secs(2);
+    let a = Host::new(&env, "alpha", key, "2s");
+    let bhost = Host::new(&env, "beta", key, "2s");
+    let b = backend(lease);
+    let pidfile = env.path("a.pid");
+    let mut first = a.exec(
+        &env,
+        "--write",
+        "a",
+        &["--hold", "60s", "--pidfile", pidfile.to_str().unwrap()],
+    );
+    env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
+    let program = pids_in(&pidfile)[0];
+    let mut second = bhost.exec(&env, "--write", "b", &[]);
+    wait_until("b to queue", || waiters(&*b, key) == 1);
+    kill(first.id() as i32, libc::SIGKILL);
+    let killed = monotonic_ns();
+    let _ = first.wait();
+    wait_until("a's program to die with its dblaunch", || !alive(program));
+    let dead = monotonic_ns();
+    env.wait_event("b to start", |e| e.label == "b" && e.what == "start");
+    let started = env
+        .events()
+        .iter()
+        .find(|e| e.label == "b" && e.what == "start")
+        .unwrap()
+        .ns;
+    assert!(started > dead, "b started before a's program was gone");
+    let after = Duration::from_nanos((started - killed) as u64);
+    assert!(
+        after >= lease,
+        "b started {after:?} after the crash, before a's lease could have run out"
+    );
+    assert!(
+        after <= lease + Duration::from_secs(1),
+        "b started {after:?} after the crash: more than lease + 1 s"
+    );
+    assert_eq!(wait_status(&mut second).code(), Some(0));
+    let err = stderr_of(&mut second);
+    assert!(err.contains("waiting out its lease"), "{err}");
+}
+
+#[test]
+fn a_holder_paused_past_its_lease_never_overlaps_the_next() {
+    let env = Env::new();
+    let key = "paused-holder";
+    let a = Host::new(&env, "alpha", key, "1s");
+    let bhost = Host::new(&env, "beta", key, "1s");
+    let b = backend(Duration::from_secs(1));
+    let pidfile = env.path("a.pid");
+    let mut first = a.exec(
+        &env,
+        "--write",
+        "a",
+        &["--hold", "60s", "--pidfile", pidfile.to_str().unwrap()],
+    );
+    env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
+    let program = pids_in(&pidfile)[0];
+    let mut second = bhost.exec(&env, "--write", "b", &[]);
+    wait_until("b to queue", || waiters(&*b, key) == 1);
+    kill(first.id() as i32, libc::SIGSTOP);
+    // Paused for three leases: its program runs on, unsupervised.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert!(
+            !env.events()
+                .iter()
+                .any(|e| e.label == "b" && e.what == "start"),
+            "b started while a's program still ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(first.id() as i32, libc::SIGCONT);
+    env.wait_event("b to start", |e| e.label == "b" && e.what == "start");
+    assert!(!alive(program), "b started beside a's program");
+    let status = wait_status(&mut first);
+    assert_ne!(status.code(), Some(0), "a's program was not killed");
+    let err = stderr_of(&mut first);
+    assert!(err.contains("lease could not be renewed"), "{err}");
+    assert_eq!(wait_status(&mut second).code(), Some(0));
+}
+
+#[test]
+fn no_wait_names_the_remote_holder_and_its_host() {
+    let env = Env::new();
+    let key = "no-wait";
+    let a = Host::new(&env, "alpha", key, "10s");
+    let bhost = Host::new(&env, "beta", key, "10s");
+    let go = env.path("go");
+    let mut first = a.exec(&env, "--write", "a", &["--until", go.to_str().unwrap()]);
+    env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
+    let out = bhost
+        .cmd(&["exec", "--no-wait", "--write", "letters", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 75, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("on host alpha holds it"), "{err}");
+    let out = bhost
+        .cmd(&[
+            "exec", "--wait", "300ms", "--write", "letters", "--", "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 75, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("on host alpha"),
+        "{}",
+        text(&out.stderr)
+    );
+    touch(&go);
+    assert_eq!(wait_status(&mut first).code(), Some(0));
+}
+
+#[test]
+fn a_backend_that_cannot_be_used_is_exit_1_with_nothing_started() {
+    let env = Env::new();
+    let port = server().port;
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let marker = env.path("started");
+    for (backend, says) in [
+        (
+            url(closed, PASSWORD, "postgres"),
+            "cannot reach the lock backend",
+        ),
+        (
+            url(port, "wrong-password", "postgres"),
+            "password authentication failed",
+        ),
+        (url(port, PASSWORD, "no_such_db"), "does not exist"),
+    ] {
+        let out = env
+            .cmd(&[
+                "exec",
+                "--write",
+                "app.db",
+                "--",
+                "touch",
+                marker.to_str().unwrap(),
+            ])
+            .env("DBLAUNCH_BACKEND", &backend)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(code(&out), 1, "{backend}: {err}");
+        assert!(err.contains(says), "{err}");
+        assert!(
+            err.contains(&format!("127.0.0.1:")),
+            "names the server: {err}"
+        );
+        assert!(
+            !err.contains(PASSWORD) && !err.contains("wrong-password"),
+            "{err}"
+        );
+        assert!(!marker.exists(), "the command ran");
+        assert_eq!(env.tickets("app.db"), 0, "a local lock was left");
+    }
+}
+
+fn monotonic_ns() -> u128 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128
+}
