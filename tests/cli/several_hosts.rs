@@ -506,10 +506,7 @@ fn a_backend_that_cannot_be_used_is_exit_1_with_nothing_started() {
         let err = text(&out.stderr);
         assert_eq!(code(&out), 1, "{backend}: {err}");
         assert!(err.contains(says), "{err}");
-        assert!(
-            err.contains(&format!("127.0.0.1:")),
-            "names the server: {err}"
-        );
+        assert!(err.contains("127.0.0.1:"), "names the server: {err}");
         assert!(
             !err.contains(PASSWORD) && !err.contains("wrong-password"),
             "{err}"
