@@ -147,7 +147,7 @@ pub struct Claimant {
 }
 
 /// A holder or waiter of a key, on any host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
     pub key: String,
     pub host: String,

@@ -7,30 +7,141 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::backend::Entry;
 use crate::cli::StatusArgs;
 use crate::error::Error;
 use crate::lock::Database;
 use crate::lock::occupancy::{self, Nested, Report};
+use crate::manifest::Manifest;
 
 pub fn execute(file: Option<&Path>, args: StatusArgs) -> Result<u8, Error> {
-    let dbs = databases(file, &args.paths)?;
+    let (dbs, manifest) = databases(file, &args.paths)?;
     let report = occupancy::report(&dbs);
+    let backend = remote(manifest.as_ref(), &dbs)?;
     let mut out = std::io::stdout().lock();
     // A closed stdout (`dblaunch status | head`) is not an error.
     let _ = if args.json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&report).expect("the report always serialises")
-        )
+        let mut value = serde_json::to_value(&report).expect("the report always serialises");
+        if let Some(b) = &backend {
+            value["backend"] = serde_json::to_value(b).expect("the backend report serialises");
+        }
+        writeln!(out, "{value}")
     } else {
-        write!(out, "{}", table(&report))
+        let mut text = table(&report);
+        if let Some(b) = &backend {
+            text.push_str(&backend_table(b));
+        }
+        write!(out, "{text}")
     };
     Ok(0)
 }
 
-/// The databases to show: the given paths, else the manifest's.
-fn databases(file: Option<&Path>, paths: &[PathBuf]) -> Result<Vec<Database>, Error> {
+/// Holders and waiters of every host, from the lock backend.
+#[derive(serde::Serialize)]
+struct BackendReport {
+    server: String,
+    /// Set when the backend could not be asked; the keys are then empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    keys: Vec<KeyReport>,
+}
+
+#[derive(serde::Serialize)]
+struct KeyReport {
+    key: String,
+    database: String,
+    holders: Vec<Entry>,
+    waiters: Vec<Entry>,
+}
+
+fn remote(manifest: Option<&Manifest>, dbs: &[Database]) -> Result<Option<BackendReport>, Error> {
+    let Some(remote) = crate::project::remote(manifest)? else {
+        return Ok(None);
+    };
+    let keyed: Vec<(String, String)> = dbs
+        .iter()
+        .map(|d| {
+            (
+                crate::project::backend_key(manifest, d),
+                d.path().display().to_string(),
+            )
+        })
+        .collect();
+    let keys: Vec<String> = keyed.iter().map(|(k, _)| k.clone()).collect();
+    let server = remote.backend.server();
+    Ok(Some(match remote.backend.entries(&keys) {
+        Ok(entries) => BackendReport {
+            server,
+            error: None,
+            keys: keyed
+                .into_iter()
+                .map(|(key, database)| {
+                    let (holders, waiters) = entries
+                        .iter()
+                        .filter(|e| e.key == key)
+                        .cloned()
+                        .partition(|e| e.holding);
+                    KeyReport {
+                        key,
+                        database,
+                        holders,
+                        waiters,
+                    }
+                })
+                .collect(),
+        },
+        Err(e) => BackendReport {
+            server,
+            error: Some(e.to_string()),
+            keys: Vec::new(),
+        },
+    }))
+}
+
+fn backend_table(b: &BackendReport) -> String {
+    let mut s = format!("lock backend {} (every host):\n", b.server);
+    if let Some(e) = &b.error {
+        s.push_str(&format!("  cannot be asked: {e}\n"));
+        return s;
+    }
+    for k in &b.keys {
+        if k.holders.is_empty() && k.waiters.is_empty() {
+            s.push_str(&format!("  {} ({}): free\n", k.key, k.database));
+            continue;
+        }
+        s.push_str(&format!("  {} ({})\n", k.key, k.database));
+        for (role, e) in k
+            .holders
+            .iter()
+            .map(|e| ("holds", e))
+            .chain(k.waiters.iter().map(|e| ("waits", e)))
+        {
+            let token = e.token.map(|t| format!("  token {t}")).unwrap_or_default();
+            let lost = if e.lost {
+                "  (lost the backend: waited out for a lease)"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "    {role}  {}  pid {}  on {}  {}{token}  since {}{}{lost}\n",
+                e.program,
+                e.pid,
+                e.host,
+                e.mode,
+                e.since,
+                ago(&e.since)
+            ));
+        }
+    }
+    s
+}
+
+/// The databases to show: the given paths, else the manifest's; and the
+/// manifest when there is one (its backend and keys).
+fn databases(
+    file: Option<&Path>,
+    paths: &[PathBuf],
+) -> Result<(Vec<Database>, Option<Manifest>), Error> {
     let cwd = std::env::current_dir().map_err(|source| Error::Io {
         action: "read the current directory".to_owned(),
         source,
@@ -50,12 +161,14 @@ fn databases(file: Option<&Path>, paths: &[PathBuf]) -> Result<Vec<Database>, Er
         for p in all {
             dbs.insert(Database::resolve(&p, &manifest.dir)?);
         }
+        Ok((dbs.into_iter().collect(), Some(manifest)))
     } else {
         for p in paths {
             dbs.insert(Database::resolve(p, &cwd)?);
         }
+        let manifest = crate::project::manifest_with_backend(file, &cwd)?;
+        Ok((dbs.into_iter().collect(), manifest))
     }
-    Ok(dbs.into_iter().collect())
 }
 
 fn ago(since: &str) -> String {

@@ -466,6 +466,18 @@ fn no_wait_names_the_remote_holder_and_its_host() {
         "{}",
         text(&out.stderr)
     );
+    // status on beta shows alpha's holder, with its host and token.
+    let out = bhost
+        .cmd(&["status", "--json"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let holder = &status["backend"]["keys"][0]["holders"][0];
+    assert_eq!(holder["host"], "alpha", "{status}");
+    assert_eq!(holder["mode"], "write", "{status}");
+    assert!(holder["token"].as_i64().is_some(), "{status}");
     touch(&go);
     assert_eq!(wait_status(&mut first).code(), Some(0));
 }
