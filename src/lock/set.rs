@@ -182,6 +182,14 @@ impl Pending {
         claims
     }
 
+    /// Whether the backend must still be asked: a backend is configured,
+    /// some request has a key, and nothing was granted yet.
+    fn needs_remote(&self) -> bool {
+        self.remote.is_some()
+            && self.lease.is_none()
+            && self.requests.iter().any(|r| r.key.is_some())
+    }
+
     fn database_of(&self, claim: &Claim) -> PathBuf {
         self.requests
             .iter()
@@ -204,24 +212,15 @@ impl Pending {
         deadline: Option<std::time::Instant>,
         mut on_wait: impl FnMut(Progress),
     ) -> Result<bool, LockError> {
-        let claims = self.claims();
         let Some(remote) = self.remote.clone() else {
             return Ok(true);
         };
-        if claims.is_empty() || self.lease.is_some() {
+        if !self.needs_remote() {
             return Ok(true);
         }
+        let claims = self.claims();
         let who = self.claimant(&remote);
-        let databases: Vec<(Claim, PathBuf)> = claims
-            .iter()
-            .map(|c| (c.clone(), self.database_of(c)))
-            .collect();
-        let path_of = |claim: &Claim| {
-            databases
-                .iter()
-                .find(|(c, _)| c.key == claim.key)
-                .map_or_else(|| PathBuf::from(&claim.key), |(_, p)| p.clone())
-        };
+        let path_of = |claim: &Claim| self.database_of(claim);
         let shared = Arc::clone(&self.shared);
         let outcome = remote.backend.acquire(
             &claims,
@@ -362,7 +361,7 @@ impl Pending {
                 WaitOutcome::Blocked(_) | WaitOutcome::Cancelled => return Ok(Step::Blocked),
             }
         }
-        if self.lease.is_none() && !self.claims().is_empty() {
+        if self.needs_remote() {
             // The backend is a network round trip or a wait: never on the
             // supervisor's own thread.
             if !block {

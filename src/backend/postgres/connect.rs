@@ -31,11 +31,12 @@ pub enum Tls {
     VerifyFull,
 }
 
-/// How to open a session: everything parsed once.
+/// How to open a session: everything parsed, and the TLS set-up (root
+/// certificates read) once, not per session.
 pub struct Connector {
     config: Config,
-    tls: Tls,
-    root_cert: Option<String>,
+    /// `None` for sslmode=disable.
+    tls: Option<MakeRustlsConnect>,
     server: String,
 }
 
@@ -134,10 +135,13 @@ impl Connector {
             _ => SslMode::Require,
         });
         let root_cert = params.sslrootcert.or_else(|| env("PGSSLROOTCERT"));
+        let tls = match tls {
+            Tls::Disable => None,
+            mode => Some(tls_connector(mode, root_cert.as_deref(), &server)?),
+        };
         Ok(Connector {
             config,
             tls,
-            root_cert,
             server,
         })
     }
@@ -148,9 +152,9 @@ impl Connector {
 
     /// A new session, with the settings every dblaunch session needs.
     pub fn connect(&self, lease: Duration) -> Result<Client, BackendError> {
-        let mut client = match self.tls {
-            Tls::Disable => self.config.connect(postgres::NoTls),
-            _ => self.config.connect(self.tls_connector()?),
+        let mut client = match &self.tls {
+            None => self.config.connect(postgres::NoTls),
+            Some(tls) => self.config.connect(tls.clone()),
         }
         .map_err(|e| self.classify(&e))?;
         // The server side: a host that vanished (partition, dead machine)
@@ -174,81 +178,14 @@ impl Connector {
     /// How to send a cancel for a session of this server.
     pub fn canceller(&self, client: &Client) -> Box<dyn Fn() + Send> {
         let token = client.cancel_token();
-        match self.tls {
-            Tls::Disable => Box::new(move || {
+        match self.tls.clone() {
+            None => Box::new(move || {
                 let _ = token.cancel_query(postgres::NoTls);
             }),
-            _ => {
-                let tls = self.tls_connector().ok();
-                Box::new(move || {
-                    if let Some(tls) = &tls {
-                        let _ = token.cancel_query(tls.clone());
-                    }
-                })
-            }
+            Some(tls) => Box::new(move || {
+                let _ = token.cancel_query(tls.clone());
+            }),
         }
-    }
-
-    fn tls_connector(&self) -> Result<MakeRustlsConnect, BackendError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let bad = |what: String| BackendError::Config {
-            server: self.server.clone(),
-            what,
-        };
-        let mut roots = RootCertStore::empty();
-        let explicit = self.root_cert.as_deref().filter(|p| *p != "system");
-        match explicit {
-            Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| bad(format!("cannot read sslrootcert {path}: {e}")))?;
-                for cert in certs {
-                    let cert =
-                        cert.map_err(|e| bad(format!("cannot read sslrootcert {path}: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
-            }
-        }
-        // libpq: `require` with a root certificate given verifies the chain.
-        let check = match self.tls {
-            Tls::Prefer => Check::Nothing,
-            Tls::Require if explicit.is_none() => Check::Nothing,
-            Tls::Require | Tls::VerifyCa => Check::Chain,
-            Tls::VerifyFull | Tls::Disable => Check::ChainAndName,
-        };
-        if check != Check::Nothing && roots.is_empty() {
-            return Err(bad(
-                "sslmode asks to verify the server's certificate, but there is no root certificate to verify it with: set sslrootcert (or PGSSLROOTCERT) to the CA's file".to_owned(),
-            ));
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?;
-        let config = if check == Check::ChainAndName {
-            builder.with_root_certificates(roots).with_no_client_auth()
-        } else {
-            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                Arc::clone(&provider),
-            )
-            .build()
-            .ok();
-            let verifier = Lenient {
-                check,
-                webpki,
-                algorithms: provider.signature_verification_algorithms,
-            };
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth()
-        };
-        Ok(MakeRustlsConnect::new(config))
     }
 
     /// Sorts a failure into "cannot reach" and "refused", with the server's
@@ -282,6 +219,73 @@ impl Connector {
         }
         BackendError::Unreachable { server, what }
     }
+}
+
+/// The TLS set-up of `mode` (not Disable), with the root certificates of
+/// `root_cert` (a file, or "system") or the system's.
+fn tls_connector(
+    mode: Tls,
+    root_cert: Option<&str>,
+    server: &str,
+) -> Result<MakeRustlsConnect, BackendError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let bad = |what: String| BackendError::Config {
+        server: server.to_owned(),
+        what,
+    };
+    let mut roots = RootCertStore::empty();
+    let explicit = root_cert.filter(|p| *p != "system");
+    match explicit {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(format!("cannot read sslrootcert {path}: {e}")))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| bad(format!("cannot read sslrootcert {path}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    // libpq: `require` with a root certificate given verifies the chain.
+    let check = match mode {
+        Tls::Prefer => Check::Nothing,
+        Tls::Require if explicit.is_none() => Check::Nothing,
+        Tls::Require | Tls::VerifyCa => Check::Chain,
+        Tls::VerifyFull | Tls::Disable => Check::ChainAndName,
+    };
+    if check != Check::Nothing && roots.is_empty() {
+        return Err(bad(
+            "sslmode asks to verify the server's certificate, but there is no root certificate to verify it with: set sslrootcert (or PGSSLROOTCERT) to the CA's file".to_owned(),
+        ));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?;
+    let config = if check == Check::ChainAndName {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .ok();
+        let verifier = Lenient {
+            check,
+            webpki,
+            algorithms: provider.signature_verification_algorithms,
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
+    Ok(MakeRustlsConnect::new(config))
 }
 
 fn keepalive_idle(lease: Duration) -> Duration {
