@@ -5,6 +5,7 @@
 //! has its own database path and so its own host-local lock, and shares
 //! the database's `key` with the others.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -90,6 +91,12 @@ fn start_server() -> Server {
         .output()
         .expect("run initdb");
     assert!(out.status.success(), "initdb: {}", text(&out.stderr));
+    // The partition test's host reaches the server over a veth pair.
+    let mut hba = fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("pg_hba.conf"))
+        .unwrap();
+    writeln!(hba, "host all all 10.0.0.0/8 scram-sha-256").unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -102,7 +109,7 @@ fn start_server() -> Server {
         .arg(dir.path().join("server.log"))
         .arg("-o")
         .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off",
+            "-p {port} -k {} -c listen_addresses=* -c max_connections=200 -c fsync=off",
             dir.path().display()
         ))
         .args(["-w", "start"])
@@ -138,32 +145,51 @@ fn url(port: u16, password: &str, database: &str) -> String {
     format!("postgres://dblaunch:{password}@127.0.0.1:{port}/{database}?sslmode=disable")
 }
 
-/// A simulated host: its own directory, manifest and host name.
+/// A simulated host: its own directory, manifest and host name, and
+/// perhaps a network namespace of its own.
 struct Host {
     name: String,
     dir: PathBuf,
+    netns: Option<String>,
 }
 
 impl Host {
     fn new(env: &Env, name: &str, key: &str, lease: &str) -> Host {
+        Host::reaching(
+            env,
+            name,
+            key,
+            lease,
+            &url(server().port, PASSWORD, "postgres"),
+        )
+    }
+
+    fn reaching(env: &Env, name: &str, key: &str, lease: &str, url: &str) -> Host {
         let dir = env.path(name);
         fs::create_dir_all(&dir).unwrap();
         fs::write(
             dir.join("dblaunch.toml"),
             format!(
-                "[backend]\nurl = \"{}\"\nlease = \"{lease}\"\n\n[databases]\nletters = {{ path = \"letters.db\", key = \"{key}\" }}\n",
-                url(server().port, PASSWORD, "postgres")
+                "[backend]\nurl = \"{url}\"\nlease = \"{lease}\"\n\n[databases]\nletters = {{ path = \"letters.db\", key = \"{key}\" }}\n"
             ),
         )
         .unwrap();
         Host {
             name: name.to_owned(),
             dir,
+            netns: None,
         }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         c.args(args)
             .current_dir(&self.dir)
             .env("DBLAUNCH_HOST", &self.name)
@@ -544,6 +570,163 @@ fn a_backend_that_cannot_be_used_is_exit_1_with_nothing_started() {
         assert!(!marker.exists(), "the command ran");
         assert_eq!(env.tickets("app.db"), 0, "a local lock was left");
     }
+}
+
+/// A network namespace joined to this one by a veth pair, whose traffic
+/// can be stalled in both directions: packets silently held in a `tc htb`
+/// class of 8 bit/s behind a large pfifo, which TCP cannot tell from a
+/// cut cable (a dropping qdisc would not do: TCP treats a local drop as
+/// congestion, and a userspace proxy that stops forwarding leaves the
+/// server's kernel answering keepalives).
+struct Netns {
+    name: String,
+    outer: String,
+    inner: String,
+    /// The server's address as seen from inside.
+    server: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
+}
+
+fn stall(netns: Option<&str>, dev: &str) {
+    let mut tc: Vec<String> = Vec::new();
+    if let Some(ns) = netns {
+        tc.extend(["-n".into(), ns.into()]);
+    }
+    for rule in [
+        format!("qdisc add dev {dev} root handle 1: htb default 1"),
+        format!("class add dev {dev} parent 1: classid 1:1 htb rate 8bit ceil 8bit"),
+        format!("qdisc add dev {dev} parent 1:1 handle 10: pfifo limit 100000"),
+    ] {
+        let mut args = tc.clone();
+        args.extend(rule.split(' ').map(str::to_owned));
+        let out = Command::new("tc").args(&args).output().expect("run tc");
+        assert!(out.status.success(), "tc {args:?}: {}", text(&out.stderr));
+    }
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let id = std::process::id();
+        let name = format!("dblaunch-{id}");
+        let (outer, inner) = (
+            format!("dbl{}o", id % 100_000),
+            format!("dbl{}i", id % 100_000),
+        );
+        let net = format!("10.{}.{}", 100 + id % 100, (id / 100) % 250);
+        ip(&["netns", "add", &name]);
+        let ns = Netns {
+            server: format!("{net}.1"),
+            name,
+            outer,
+            inner,
+        };
+        ip(&[
+            "link", "add", &ns.outer, "type", "veth", "peer", "name", &ns.inner,
+        ]);
+        ip(&["link", "set", &ns.inner, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("{net}.1/30"), "dev", &ns.outer]);
+        ip(&["link", "set", &ns.outer, "up"]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{net}.2/30"),
+            "dev",
+            &ns.inner,
+        ]);
+        ip(&["-n", &ns.name, "link", "set", &ns.inner, "up"]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Both directions held from now on.
+    fn cut(&self) {
+        stall(None, &self.outer);
+        stall(Some(&self.name), &self.inner);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// The holder's host loses the server (its packets silently held both
+/// ways): its program is killed before its lease can have run out, and the
+/// next host starts only after that, within about two leases.
+#[test]
+fn a_partitioned_holder_is_fenced_before_its_lease_runs_out() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a network namespace takes root (CI runs as root)");
+        return;
+    }
+    let env = Env::new();
+    let key = "partitioned-holder";
+    let lease = Duration::from_secs(2);
+    let netns = Netns::new();
+    let inside = format!(
+        "postgres://dblaunch:{PASSWORD}@{}:{}/postgres?sslmode=disable",
+        netns.server,
+        server().port
+    );
+    let mut a = Host::reaching(&env, "alpha", key, "2s", &inside);
+    a.netns = Some(netns.name.clone());
+    let bhost = Host::new(&env, "beta", key, "2s");
+    let b = backend(lease);
+    let pidfile = env.path("a.pid");
+    let mut first = a.exec(
+        &env,
+        "--write",
+        "a",
+        &["--hold", "1h", "--pidfile", pidfile.to_str().unwrap()],
+    );
+    env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
+    let program = pids_in(&pidfile)[0];
+    let mut second = bhost.exec(&env, "--write", "b", &[]);
+    wait_until("b to queue", || waiters(&*b, key) == 1);
+    netns.cut();
+    let cut = monotonic_ns();
+    let start = Instant::now();
+    while alive(program) {
+        assert!(start.elapsed() < PATIENCE, "a's program was never killed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let dead = monotonic_ns();
+    env.wait_event("b to start", |e| e.label == "b" && e.what == "start");
+    let started = env
+        .events()
+        .iter()
+        .find(|e| e.label == "b" && e.what == "start")
+        .unwrap()
+        .ns;
+    let killed_after = Duration::from_nanos((dead - cut) as u64);
+    let next_after = Duration::from_nanos((started - cut) as u64);
+    eprintln!(
+        "partition: a's program dead {killed_after:?} after the cut, b started {next_after:?} after it"
+    );
+    assert!(started > dead, "b started before a's program was gone");
+    assert!(
+        killed_after < lease,
+        "a's program ran {killed_after:?} into the partition, past its lease"
+    );
+    assert!(
+        next_after <= 2 * lease + Duration::from_secs(1),
+        "b started {next_after:?} after the cut: more than about two leases"
+    );
+    assert_eq!(wait_status(&mut second).code(), Some(0));
+    let status = wait_status(&mut first);
+    let err = stderr_of(&mut first);
+    assert_ne!(status.code(), Some(0), "{err}");
+    assert!(err.contains("lease could not be renewed"), "{err}");
 }
 
 fn monotonic_ns() -> u128 {
