@@ -51,6 +51,10 @@ pub enum Command {
     Exec(ExecArgs),
     /// Show who holds and who waits for each database
     Status(StatusArgs),
+    /// Show who held and who waited for each database, from its lock journal
+    History(HistoryArgs),
+    /// Print lock metrics (OpenMetrics text), or serve them at /metrics
+    Metrics(MetricsArgs),
     /// Gracefully stop programs of this manifest running under any dblaunch
     Stop(StopArgs),
     /// Validate the manifest and show each program's locks and conflicts
@@ -169,6 +173,57 @@ pub struct StatusArgs {
     /// Databases to show [default: the manifest's]
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only what happened since: a duration back from now (1h, 30m, 2d) or
+    /// a UTC time (2026-11-22T10:00:00Z, "2026-11-22 10:00")
+    #[arg(long, value_name = "DUR|TIME", value_parser = parse_since)]
+    pub since: Option<std::time::SystemTime>,
+
+    /// One JSON object instead of text (its format is in docs/history.md)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also draw the timeline as an SVG picture into FILE
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+
+    /// Databases: paths or manifest names [default: the manifest's]
+    #[arg(value_name = "DB")]
+    pub databases: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Serve the metrics at http://ADDR/metrics instead of printing them
+    /// once (e.g. 127.0.0.1:9464)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The text format to print (served metrics follow the scraper's
+    /// Accept header)
+    #[arg(long, value_enum, default_value = "openmetrics")]
+    pub format: crate::history::metrics::Format,
+
+    /// Databases: paths or manifest names [default: the manifest's]
+    #[arg(value_name = "DB")]
+    pub databases: Vec<PathBuf>,
+}
+
+/// `--since`: a duration back from now, or a point in time (UTC).
+pub fn parse_since(s: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return std::time::SystemTime::now()
+            .checked_sub(d)
+            .ok_or_else(|| format!("{s} is before the epoch"));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|_| {
+        format!(
+            "`{s}` is neither a duration nor a time; write a duration back from now (30m, 2h, 1d) or a UTC time (2026-11-22T10:00:00Z)"
+        )
+    })
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,8 @@ pub mod cmd;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod history;
+pub mod journal;
 pub mod lock;
 mod logging;
 pub mod manifest;
@@ -49,6 +51,8 @@ pub fn run() -> u8 {
         Command::Ps(args) => cmd::ps::execute(cli.file.as_deref(), args),
         Command::Restart(args) => cmd::stop::restart(cli.file.as_deref(), args),
         Command::Status(args) => cmd::status::execute(cli.file.as_deref(), args),
+        Command::History(args) => cmd::history::execute(cli.file.as_deref(), args),
+        Command::Metrics(args) => cmd::metrics::execute(cli.file.as_deref(), args),
         Command::Stop(args) => cmd::stop::execute(cli.file.as_deref(), args),
         Command::Check => cmd::check::execute(cli.file.as_deref()),
         Command::Probe(args) => cmd::probe::execute(args),

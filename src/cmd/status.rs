@@ -3,9 +3,8 @@
 //! without dblaunch. Every pid is validated against its recorded start time;
 //! a dead ticket is cleared away (under the gate, where that is safe).
 
-use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::backend::Entry;
 use crate::cli::StatusArgs;
@@ -15,7 +14,7 @@ use crate::lock::occupancy::{self, Nested, Report};
 use crate::manifest::Manifest;
 
 pub fn execute(file: Option<&Path>, args: StatusArgs) -> Result<u8, Error> {
-    let (dbs, manifest) = databases(file, &args.paths)?;
+    let (dbs, manifest) = super::databases(file, &args.paths, "status")?;
     let report = occupancy::report(&dbs);
     let backend = remote(manifest.as_ref(), &dbs)?;
     let mut out = std::io::stdout().lock();
@@ -134,41 +133,6 @@ fn backend_table(b: &BackendReport) -> String {
         }
     }
     s
-}
-
-/// The databases to show: the given paths, else the manifest's; and the
-/// manifest when there is one (its backend and keys).
-fn databases(
-    file: Option<&Path>,
-    paths: &[PathBuf],
-) -> Result<(Vec<Database>, Option<Manifest>), Error> {
-    let cwd = std::env::current_dir().map_err(|source| Error::Io {
-        action: "read the current directory".to_owned(),
-        source,
-    })?;
-    let mut dbs = BTreeSet::new();
-    if paths.is_empty() {
-        let manifest = super::check::load(file).map_err(|e| match e {
-            Error::Manifest(crate::manifest::ManifestError::NotFound { what }) => Error::Usage(
-                format!("{what}; or name the databases: dblaunch status PATH..."),
-            ),
-            other => other,
-        })?;
-        let mut all: Vec<PathBuf> = manifest.databases.iter().map(|(_, p)| p.clone()).collect();
-        for p in &manifest.programs {
-            all.extend(p.locks().map(|(d, _)| d.path.clone()));
-        }
-        for p in all {
-            dbs.insert(Database::resolve(&p, &manifest.dir)?);
-        }
-        Ok((dbs.into_iter().collect(), Some(manifest)))
-    } else {
-        for p in paths {
-            dbs.insert(Database::resolve(p, &cwd)?);
-        }
-        let manifest = crate::project::manifest_with_backend(file, &cwd)?;
-        Ok((dbs.into_iter().collect(), manifest))
-    }
 }
 
 fn ago(since: &str) -> String {

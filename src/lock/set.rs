@@ -325,6 +325,7 @@ impl Pending {
                     }
                 }
             }
+            let mut first = true;
             let outcome = queue::wait_turn(
                 queue.dir(),
                 &mut self.blockers,
@@ -333,15 +334,17 @@ impl Pending {
                 |remaining| {
                     // O(1) in the queue's length: the oldest blocker (the
                     // holder, usually) is named and the rest counted, and
-                    // nothing is read when nobody will be told (-q). Reading
-                    // and validating every ticket ahead on each wait made a
-                    // queue of n waiters cost n² reads of /proc.
+                    // only the first time (for the journal) unless someone
+                    // will be told (not -q). Reading and validating every
+                    // ticket ahead on each wait made a queue of n waiters
+                    // cost n² reads of /proc.
                     let named = match remaining.first() {
-                        Some(&oldest) if tracing::enabled!(tracing::Level::INFO) => {
+                        Some(&oldest) if first || tracing::enabled!(tracing::Level::INFO) => {
                             queue.holders_among(&[oldest])
                         }
                         _ => Vec::new(),
                     };
+                    first = false;
                     on_wait(Progress::Waiting {
                         database: req.db.path().to_path_buf(),
                         mode: req.mode,
@@ -621,6 +624,14 @@ impl std::fmt::Debug for Held {
 impl Held {
     pub fn requests(&self) -> impl Iterator<Item = &Request> {
         self.entries.iter().map(|(r, _, _)| r)
+    }
+
+    /// Each database with its ticket number, and whether it is held within
+    /// an ancestor dblaunch's hold (nested).
+    pub fn tickets(&self) -> impl Iterator<Item = (&Request, u64, bool)> {
+        self.entries
+            .iter()
+            .map(|(r, t, _)| (r, t.id().number, t.queue().is_nested()))
     }
 
     /// The locked descriptors, for the program to inherit.

@@ -36,6 +36,9 @@ pub struct Supervisor<'a> {
     /// Consecutive restarts of each program.
     pub(super) restarts: Vec<u32>,
     pub(super) _control: Option<crate::control::Listener>,
+    pub(super) journal: crate::journal::Journal,
+    /// Each program's current wait, stretch by stretch, for the journal.
+    pub(super) blocked: Vec<Vec<super::journal::Blocked>>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -111,6 +114,8 @@ impl<'a> Supervisor<'a> {
             stopped_by: None,
             failures: Vec::new(),
             restarts: vec![0; specs.len()],
+            journal: crate::journal::Journal::default(),
+            blocked: specs.iter().map(|_| Vec::new()).collect(),
         })
     }
 }
@@ -189,6 +194,9 @@ impl Supervisor<'_> {
     }
 
     pub(super) fn fail(&mut self, i: usize, e: Error) {
+        if let Error::Lock(lock) = &e {
+            self.journal_gave_up(i, lock);
+        }
         tracing::error!("{}{e}", self.prefix(i));
         self.finish(i, End::Failed(e.exit_code()));
     }

@@ -121,6 +121,7 @@ impl Supervisor<'_> {
                         database.display(),
                         list.join(", ")
                     );
+                    self.journal_foreign(i, &database, mode, &holders);
                 }
                 false
             }
@@ -207,6 +208,7 @@ impl Supervisor<'_> {
             command: spec.argv.clone(),
         };
         let since = Instant::now();
+        self.blocked[i].clear();
         let result = Pending::new(spec.locks.clone(), owner, self.opts.remote.as_ref()).and_then(
             |mut pending| {
                 if self.opts.wait == Some(Duration::ZERO) {
@@ -252,6 +254,9 @@ impl Supervisor<'_> {
                 holders,
                 more,
             } => {
+                if matches!(self.states[i], State::Queued { .. }) {
+                    self.journal_waiting(i, &database, mode, &holders);
+                }
                 let prefix = self.prefix(i);
                 tracing::debug!(
                     "{prefix}queued for the {mode} lock on {}",
@@ -321,6 +326,7 @@ impl Supervisor<'_> {
         // Read once: for the records, and to check before every signal.
         let start_time = crate::procfs::start_time(child.pid).unwrap_or_default();
         held.mark_holding(child.pid, start_time);
+        self.journal_granted(i, &held, child.pid);
         let mut pumps = Vec::new();
         if let Some(out) = &self.output {
             if let Some(o) = child.stdout {
@@ -358,15 +364,17 @@ impl Supervisor<'_> {
     }
 
     /// The program's group is empty: its output is drained, its locks go.
-    pub(super) fn ended(&mut self, i: usize, r: Running) {
+    pub(super) fn ended(&mut self, i: usize, mut r: Running) {
         // Pipes end when the last writer is gone; a process that escaped
         // the group may hold one forever, so do not wait for long.
         let until = Instant::now() + Duration::from_secs(2);
-        for p in r.pumps {
+        for p in std::mem::take(&mut r.pumps) {
             p.finish(until);
         }
         let name = self.specs[i].name.clone();
         let after = round(r.started.elapsed());
+        let exit = r.exit.unwrap_or(ExitKind::Signal(SIGKILL));
+        let journal = self.journal_released(i, &r, exit);
         for req in r.held.requests() {
             tracing::debug!(
                 "{}held the {} lock on {} for {after}",
@@ -389,7 +397,7 @@ impl Supervisor<'_> {
                 if pids.len() == 1 { "it" } else { "they" },
             );
         }
-        let exit = r.exit.unwrap_or(ExitKind::Signal(SIGKILL));
+        self.journal_write_all(journal);
         let how = match exit {
             ExitKind::Code(c) => format!("exited {c}"),
             ExitKind::Signal(s) => format!("killed by {}", signals::name(s)),
@@ -488,6 +496,7 @@ impl Supervisor<'_> {
         };
         r.ask_to_stop(signal, timeout);
         r.yielding = true;
+        let (database, holder) = (database.clone(), who.clone());
         let who = match who {
             Holder::Program {
                 program, pid, mode, ..
@@ -499,6 +508,7 @@ impl Supervisor<'_> {
             database.display(),
             signals::name(signal)
         );
+        self.journal_yielded(i, &database, &holder);
     }
 }
 

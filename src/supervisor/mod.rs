@@ -12,11 +12,13 @@
 //! | `requests.rs` | `stop`, `restart`, `ps` requests; the report to `start` |
 //! | `terminal.rs` | terminal hand-over and the waiting line |
 //! | `spec.rs` | what to run and how (`Spec`, `Options`), back-off |
+//! | `journal.rs` | what each database's lock journal is told |
 //!
 //! The locks are released only once the program's whole process group is
 //! gone.
 
 mod dispatch;
+mod journal;
 mod lifecycle;
 mod requests;
 mod spec;

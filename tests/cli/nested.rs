@@ -61,9 +61,16 @@ fn an_exec_inside_an_exec_of_the_same_database_runs_at_once() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
-        .filter(|n| n != "gate")
+        .filter(|n| n != "gate" && n != "journal")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    // The journal tells the nested grants from the others.
+    let journal = fs::read_to_string(lock_dir.join("journal")).unwrap();
+    let nested = journal
+        .lines()
+        .filter(|l| l.contains("\"granted\"") && l.contains("\"nested\":true"))
+        .count();
+    assert_eq!(nested, 4, "{journal}");
 }
 
 #[test]

@@ -1,0 +1,167 @@
+//! The lock journal (SPEC.md §9): what happens to each database's lock, as
+//! JSON lines in a file of its lock directory, appended by every dblaunch
+//! that uses it.
+//!
+//! - One `write(2)` per line on a descriptor opened with `O_APPEND`: the
+//!   kernel appends it whole, so lines of many writers never interleave or
+//!   tear (on a local filesystem; NFS does not make O_APPEND atomic).
+//! - Size-bounded: past [`max_bytes`] the file is renamed to `journal.1`
+//!   (replacing the previous one) under an exclusive flock of the file
+//!   being rotated, by whoever first notices; writers that still hold the
+//!   old file finish their lines there.
+//! - Group-writable when the lock directory is, whatever the umask.
+//! - Never in the way: a journal that cannot be opened or written is warned
+//!   about once per process, and the program runs all the same.
+//!
+//! Reading (`history`, `metrics`) skips, with a warning, any line that is
+//! not an event (a torn last line after a full disk, a stray edit).
+
+mod line;
+mod read;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use line::{Kind, Line, Outcome, Party, seconds};
+pub use read::{Read, read};
+
+/// The journal's file name in a lock directory.
+pub const FILE: &str = "journal";
+/// The previous generation, after a rotation.
+pub const ROTATED: &str = "journal.1";
+/// The size past which a journal is rotated: about 15,000 launches of
+/// history per generation, two generations kept.
+const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// `DBLAUNCH_JOURNAL_MAX_BYTES` overrides the rotation size (tests, and
+/// hosts that want more or less history).
+fn max_bytes() -> u64 {
+    std::env::var("DBLAUNCH_JOURNAL_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_MAX_BYTES)
+}
+
+/// The journal files of a lock directory, oldest first.
+pub fn files(lock_dir: &Path) -> [PathBuf; 2] {
+    [lock_dir.join(ROTATED), lock_dir.join(FILE)]
+}
+
+/// One process's appender: a descriptor per lock directory, opened on first
+/// use and kept for the process's life.
+#[derive(Default)]
+pub struct Journal {
+    open: HashMap<PathBuf, Option<File>>,
+}
+
+/// Warned once per process that a journal cannot be written.
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+impl Journal {
+    /// Appends `line` to the journal in `lock_dir`. Failures are warned about
+    /// once and otherwise ignored: history is never worth a program not
+    /// running.
+    pub fn append(&mut self, lock_dir: &Path, line: &Line) {
+        let slot =
+            self.open
+                .entry(lock_dir.to_path_buf())
+                .or_insert_with(|| match open(lock_dir) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        warn_once(lock_dir, &e);
+                        None
+                    }
+                });
+        let Some(file) = slot else {
+            return;
+        };
+        let mut text = match serde_json::to_string(line) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        text.push('\n');
+        // One write: O_APPEND places it whole at the end.
+        match file.write(text.as_bytes()) {
+            Ok(n) if n == text.len() => {}
+            Ok(_) => warn_once(
+                lock_dir,
+                &io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "a short write (is the disk full?)",
+                ),
+            ),
+            Err(e) => {
+                warn_once(lock_dir, &e);
+                *slot = None;
+                return;
+            }
+        }
+        // With O_APPEND the offset after a write is the end of the file.
+        let full = file.stream_position().is_ok_and(|size| size > max_bytes());
+        if full {
+            rotate(lock_dir, file);
+            // Later lines go to the new file.
+            self.open.remove(lock_dir);
+        }
+    }
+}
+
+fn warn_once(lock_dir: &Path, e: &io::Error) {
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "cannot write the lock journal {}: {e}; programs run as usual, but `dblaunch history` and `metrics` will miss what this dblaunch does (make the directory writable for this user to keep history)",
+            lock_dir.join(FILE).display()
+        );
+    }
+}
+
+fn open(lock_dir: &Path) -> io::Result<File> {
+    let group = fs::metadata(lock_dir).is_ok_and(|m| m.mode() & 0o020 != 0);
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(if group { 0o664 } else { 0o644 })
+        .custom_flags(libc::O_CLOEXEC)
+        .open(lock_dir.join(FILE))?;
+    if group {
+        // The umask may have taken the group's write bit: give it back (only
+        // the file's owner can, and only it needs to).
+        let stripped = file
+            .metadata()
+            .is_ok_and(|m| m.mode() & 0o020 == 0 && m.uid() == nix::unistd::geteuid().as_raw());
+        if stripped {
+            let _ = file.set_permissions(fs::Permissions::from_mode(0o664));
+        }
+    }
+    Ok(file)
+}
+
+/// Renames the full journal to `journal.1`, unless someone already has.
+/// The exclusive flock on the file and the check that the name still
+/// leads to it make two writers that both noticed rotate once.
+fn rotate(lock_dir: &Path, file: &mut File) {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(dup) = file.as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let Ok(locked) = Flock::lock(File::from(dup), FlockArg::LockExclusive) else {
+        return;
+    };
+    let path = lock_dir.join(FILE);
+    let same = match (fs::metadata(&path), locked.metadata()) {
+        (Ok(p), Ok(f)) => p.ino() == f.ino() && p.dev() == f.dev(),
+        _ => false,
+    };
+    if same {
+        if let Err(e) = fs::rename(&path, lock_dir.join(ROTATED)) {
+            warn_once(lock_dir, &e);
+        }
+    }
+    let _ = file.seek(SeekFrom::End(0));
+}

@@ -1,0 +1,54 @@
+//! Reading a database's journal back: both generations, oldest first, every
+//! line that is an event; the others are counted and warned about.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use super::{Line, files};
+
+/// The events of one journal, and what could not be read.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub lines: Vec<Line>,
+    /// Lines that were not events (torn, edited, another format).
+    pub skipped: usize,
+}
+
+/// Reads the journal in `lock_dir`. A missing journal is an empty one; a
+/// line that is not an event is skipped with a warning naming the file and
+/// line.
+pub fn read(lock_dir: &Path) -> io::Result<Read> {
+    let mut out = Read::default();
+    for path in files(lock_dir) {
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
+            let line = line?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Line>(&line) {
+                Ok(l) if l.time().is_some() => out.lines.push(l),
+                Ok(_) => skip(&mut out, &path, n, "its time `at` is not an RFC 3339 time"),
+                Err(e) => skip(&mut out, &path, n, &e.to_string()),
+            }
+        }
+    }
+    // Writers append in the order things happen, but a rotation can leave a
+    // slow writer's last lines in the older file: order by time.
+    out.lines.sort_by(|a, b| a.at.cmp(&b.at));
+    Ok(out)
+}
+
+fn skip(out: &mut Read, path: &Path, n: usize, why: &str) {
+    out.skipped += 1;
+    tracing::warn!(
+        "{} line {}: not a journal event ({why}); skipped",
+        path.display(),
+        n + 1
+    );
+}

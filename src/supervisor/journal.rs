@@ -1,0 +1,203 @@
+//! What the supervisor tells each database's journal (SPEC.md §9): one line
+//! per event, to the journal of the database it concerns. An uncontended
+//! program costs two lines (granted, released) on a descriptor opened once;
+//! the other events only happen on paths that wait anyway.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::journal::{Kind, Line, Outcome, Party, seconds};
+use crate::lock::{Held, Holder, LockError, Mode};
+use crate::process::ExitKind;
+use crate::signals;
+
+use super::dispatch::Supervisor;
+use super::state::{Running, State};
+
+/// One stretch of a program's wait, on one database.
+pub(super) struct Blocked {
+    database: PathBuf,
+    since: Instant,
+    behind: Vec<Party>,
+}
+
+fn parties(holders: &[Holder]) -> Vec<Party> {
+    holders.iter().filter_map(Party::of).collect()
+}
+
+impl Supervisor<'_> {
+    /// The lock directory of a database program `i` uses.
+    fn lock_dir(&self, i: usize, database: &Path) -> Option<PathBuf> {
+        self.specs[i]
+            .locks
+            .iter()
+            .find(|r| r.db.path() == database)
+            .map(|r| r.db.lock_dir())
+    }
+
+    fn write(&mut self, i: usize, line: &Line) {
+        if let Some(dir) = self.lock_dir(i, Path::new(&line.database)) {
+            self.journal.append(&dir, line);
+        }
+    }
+
+    fn line(&self, i: usize, event: Kind, database: &Path, mode: Mode) -> Line {
+        Line::new(event, database, &self.specs[i].name, mode)
+    }
+
+    /// Program `i` now waits on `database` behind `holders`: a new stretch
+    /// of its wait, if it is a database it was not already waiting on.
+    pub(super) fn journal_waiting(
+        &mut self,
+        i: usize,
+        database: &Path,
+        mode: Mode,
+        holders: &[Holder],
+    ) {
+        if self.blocked[i]
+            .last()
+            .is_some_and(|b| b.database == database)
+        {
+            return;
+        }
+        let behind = parties(holders);
+        let mut line = self.line(i, Kind::Queued, database, mode);
+        line.behind = behind.clone();
+        self.write(i, &line);
+        // The first stretch began when the program joined the queue.
+        let since = match (&self.states[i], self.blocked[i].is_empty()) {
+            (State::Queued { since, .. }, true) => *since,
+            _ => Instant::now(),
+        };
+        self.blocked[i].push(Blocked {
+            database: database.to_path_buf(),
+            since,
+            behind,
+        });
+    }
+
+    /// A process outside dblaunch holds `database`: program `i` waits for it.
+    pub(super) fn journal_foreign(
+        &mut self,
+        i: usize,
+        database: &Path,
+        mode: Mode,
+        holders: &[Holder],
+    ) {
+        let behind = parties(holders);
+        let mut line = self.line(i, Kind::Foreign, database, mode);
+        line.behind = behind.clone();
+        self.write(i, &line);
+        self.blocked[i].push(Blocked {
+            database: database.to_path_buf(),
+            since: Instant::now(),
+            behind,
+        });
+    }
+
+    /// Program `i` started as `child` with `held`: a grant per database,
+    /// with how long it waited on that database and behind whom.
+    pub(super) fn journal_granted(&mut self, i: usize, held: &Held, child: i32) {
+        let blocked = std::mem::take(&mut self.blocked[i]);
+        let now = Instant::now();
+        for (req, ticket, nested) in held.tickets() {
+            let database = req.db.path();
+            let mut waited = Duration::ZERO;
+            let mut behind = Vec::new();
+            for (k, b) in blocked.iter().enumerate() {
+                if b.database == database {
+                    let until = blocked.get(k + 1).map_or(now, |n| n.since);
+                    waited += until.saturating_duration_since(b.since);
+                    if behind.is_empty() {
+                        behind = b.behind.clone();
+                    }
+                }
+            }
+            let mut line = self.line(i, Kind::Granted, database, req.mode);
+            line.ticket = Some(ticket);
+            line.nested = nested;
+            line.child = Some(child);
+            line.waited = Some(seconds(waited));
+            line.behind = behind;
+            self.journal.append(&req.db.lock_dir(), &line);
+        }
+    }
+
+    /// Program `i` gave up waiting: busy past `--wait` (or at once).
+    pub(super) fn journal_gave_up(&mut self, i: usize, error: &LockError) {
+        let LockError::Busy {
+            database,
+            mode,
+            holders,
+            waited,
+            ..
+        } = error
+        else {
+            return;
+        };
+        self.blocked[i].clear();
+        let mut line = self.line(i, Kind::GaveUp, database, *mode);
+        line.waited = Some(seconds(*waited));
+        line.behind = parties(holders);
+        self.write(i, &line);
+    }
+
+    /// Program `i` is stopped so that `who` can have `database`.
+    pub(super) fn journal_yielded(&mut self, i: usize, database: &Path, who: &Holder) {
+        let mode = self.specs[i]
+            .locks
+            .iter()
+            .find(|r| r.db.path() == database)
+            .map_or(Mode::Read, |r| r.mode);
+        let mut line = self.line(i, Kind::Yielded, database, mode);
+        line.behind = parties(std::slice::from_ref(who));
+        self.write(i, &line);
+    }
+
+    /// What to write when program `i`'s locks go: one line per database,
+    /// made before the release (which consumes the hold) and written after
+    /// it (so the next holder does not wait for our write).
+    pub(super) fn journal_released(
+        &self,
+        i: usize,
+        r: &Running,
+        exit: ExitKind,
+    ) -> Vec<(PathBuf, Line)> {
+        let outcome = if r.stop_requested || (self.stopped_by.is_some() && !r.yielding) {
+            Outcome::Stopped
+        } else if r.restart_requested {
+            Outcome::Restarted
+        } else if r.yielding {
+            Outcome::Yielded
+        } else {
+            match exit {
+                ExitKind::Code(0) => Outcome::Exited,
+                ExitKind::Code(_) => Outcome::Failed,
+                ExitKind::Signal(_) => Outcome::Crashed,
+            }
+        };
+        let held = seconds(r.started.elapsed());
+        r.held
+            .tickets()
+            .map(|(req, ticket, nested)| {
+                let mut line = self.line(i, Kind::Released, req.db.path(), req.mode);
+                line.ticket = Some(ticket);
+                line.nested = nested;
+                line.child = Some(r.pid);
+                line.held = Some(held);
+                line.outcome = Some(outcome);
+                match exit {
+                    ExitKind::Code(c) => line.exit_code = Some(c),
+                    ExitKind::Signal(s) => line.signal = Some(signals::name(s)),
+                }
+                (req.db.lock_dir(), line)
+            })
+            .collect()
+    }
+
+    pub(super) fn journal_write_all(&mut self, lines: Vec<(PathBuf, Line)>) {
+        for (dir, line) in lines {
+            self.journal.append(&dir, &line);
+        }
+    }
+}
