@@ -266,6 +266,23 @@ impl Pending {
         &self.requests
     }
 
+    /// After [`Pending::advance`] answered [`Step::Blocked`]: the request it
+    /// is blocked on, and who is in front (the oldest earlier ticket, named
+    /// with one record read; nobody yet for a wait in the backend).
+    pub fn blocked_on(&self) -> Option<(&Request, Vec<Holder>)> {
+        if self.next < self.requests.len() {
+            let holders = match (self.blockers.first(), self.queue(self.next)) {
+                (Some(&oldest), Ok(q)) => q.holders_among(&[oldest]),
+                _ => Vec::new(),
+            };
+            return Some((&self.requests[self.next], holders));
+        }
+        self.requests
+            .iter()
+            .find(|r| r.key.is_some())
+            .map(|r| (r, Vec::new()))
+    }
+
     /// Takes every lock now or none: no waiting, no ticket left behind when
     /// any database is busy (`--no-wait`).
     pub fn try_now(mut self) -> Result<Held, LockError> {

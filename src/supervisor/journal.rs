@@ -12,7 +12,7 @@ use crate::process::ExitKind;
 use crate::signals;
 
 use super::dispatch::Supervisor;
-use super::state::{Running, State};
+use super::state::Running;
 
 /// One stretch of a program's wait, on one database.
 pub(super) struct Blocked {
@@ -45,30 +45,30 @@ impl Supervisor<'_> {
         Line::new(event, database, &self.specs[i].name, mode)
     }
 
-    /// Program `i` now waits on `database` behind `holders`: a new stretch
-    /// of its wait, if it is a database it was not already waiting on.
+    /// Program `i` waits on `database` behind `holders` since `since`: a
+    /// new stretch of its wait, if it is a database it was not already
+    /// waiting on.
     pub(super) fn journal_waiting(
         &mut self,
         i: usize,
         database: &Path,
         mode: Mode,
         holders: &[Holder],
+        since: Instant,
     ) {
-        if self.blocked[i]
-            .last()
-            .is_some_and(|b| b.database == database)
-        {
-            return;
+        if let Some(last) = self.blocked[i].last_mut() {
+            if last.database == database {
+                // Who is in front may only be known later (the backend).
+                if last.behind.is_empty() {
+                    last.behind = parties(holders);
+                }
+                return;
+            }
         }
         let behind = parties(holders);
         let mut line = self.line(i, Kind::Queued, database, mode);
         line.behind = behind.clone();
         self.write(i, &line);
-        // The first stretch began when the program joined the queue.
-        let since = match (&self.states[i], self.blocked[i].is_empty()) {
-            (State::Queued { since, .. }, true) => *since,
-            _ => Instant::now(),
-        };
         self.blocked[i].push(Blocked {
             database: database.to_path_buf(),
             since,

@@ -231,6 +231,10 @@ impl Supervisor<'_> {
             }
             Ok(Err(pending)) => match self.events.notifier() {
                 Ok(notifier) => {
+                    if let Some((req, holders)) = pending.blocked_on() {
+                        let database = req.db.path().to_path_buf();
+                        self.journal_waiting(i, &database, req.mode, &holders, since);
+                    }
                     let acquirer = pending.in_background(move |p| notifier.send(Event::Lock(i, p)));
                     self.states[i] = State::Queued { acquirer, since };
                 }
@@ -255,7 +259,7 @@ impl Supervisor<'_> {
                 more,
             } => {
                 if matches!(self.states[i], State::Queued { .. }) {
-                    self.journal_waiting(i, &database, mode, &holders);
+                    self.journal_waiting(i, &database, mode, &holders, Instant::now());
                 }
                 let prefix = self.prefix(i);
                 tracing::debug!(

@@ -16,6 +16,7 @@ mod exit_codes;
 mod fairness;
 mod foreign;
 mod fuzz;
+mod history;
 mod hostile;
 mod manifest;
 mod nested;
