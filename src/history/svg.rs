@@ -217,7 +217,7 @@ fn panel(out: &mut String, h: &History, now: SystemTime, top: f64) -> f64 {
     }
     let lanes_bottom = lanes_top + p.lanes.len().max(1) as f64 * lane_h;
     // Grid and axis.
-    let step = step_for(span, 8.0);
+    let step = step_for(span, 10.0);
     let first = (secs(start, SystemTime::UNIX_EPOCH) / step).ceil() * step;
     let mut t = first;
     let end_s = secs(start, SystemTime::UNIX_EPOCH) + span;

@@ -34,9 +34,16 @@ pub use read::{Read, read};
 pub const FILE: &str = "journal";
 /// The previous generation, after a rotation.
 pub const ROTATED: &str = "journal.1";
-/// The size past which a journal is rotated: about 15,000 launches of
+/// The size past which a journal is rotated: about 20,000 launches of
 /// history per generation, two generations kept.
 const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// `DBLAUNCH_JOURNAL=off` turns the journal off for this process (to
+/// measure what it costs, or where no history is wanted).
+fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("DBLAUNCH_JOURNAL").is_none_or(|v| v != "off"))
+}
 
 /// `DBLAUNCH_JOURNAL_MAX_BYTES` overrides the rotation size (tests, and
 /// hosts that want more or less history).
@@ -68,6 +75,9 @@ impl Journal {
     /// once and otherwise ignored: history is never worth a program not
     /// running.
     pub fn append(&mut self, lock_dir: &Path, line: &Line) {
+        if !enabled() {
+            return;
+        }
         let slot =
             self.open
                 .entry(lock_dir.to_path_buf())
