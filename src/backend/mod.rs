@@ -204,6 +204,13 @@ pub trait Backend: Send + Sync {
     ) -> Result<Acquired, BackendError>;
     /// Holders and waiters of these keys on every host, holders first.
     fn entries(&self, keys: &[String]) -> Result<Vec<Entry>, BackendError>;
+    /// Sends a journal line of `key` (SPEC.md §9), without waiting for it.
+    fn record(&self, key: &str, line: &str);
+    /// Waits, at most `within`, until the lines recorded so far are stored.
+    fn flush(&self, within: Duration);
+    /// Every host's journal lines of these keys, oldest first, as
+    /// (key, line).
+    fn journal(&self, keys: &[String]) -> Result<Vec<(String, String)>, BackendError>;
 }
 
 /// The outcome of [`Backend::acquire`].

@@ -40,7 +40,7 @@ const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 
 /// `DBLAUNCH_JOURNAL=off` turns the journal off for this process (to
 /// measure what it costs, or where no history is wanted).
-fn enabled() -> bool {
+pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("DBLAUNCH_JOURNAL").is_none_or(|v| v != "off"))
 }
@@ -78,6 +78,16 @@ impl Journal {
         if !enabled() {
             return;
         }
+        if let Ok(text) = serde_json::to_string(line) {
+            self.append_text(lock_dir, text);
+        }
+    }
+
+    /// Appends a line already serialised (without its newline).
+    pub fn append_text(&mut self, lock_dir: &Path, mut text: String) {
+        if !enabled() {
+            return;
+        }
         let slot =
             self.open
                 .entry(lock_dir.to_path_buf())
@@ -90,10 +100,6 @@ impl Journal {
                 });
         let Some(file) = slot else {
             return;
-        };
-        let mut text = match serde_json::to_string(line) {
-            Ok(t) => t,
-            Err(_) => return,
         };
         text.push('\n');
         // One write: O_APPEND places it whole at the end.

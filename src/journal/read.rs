@@ -27,15 +27,7 @@ pub fn read(lock_dir: &Path) -> io::Result<Read> {
             Err(e) => return Err(e),
         };
         for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
-            let line = line?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<Line>(&line) {
-                Ok(l) if l.time().is_some() => out.lines.push(l),
-                Ok(_) => skip(&mut out, &path, n, "its time `at` is not an RFC 3339 time"),
-                Err(e) => skip(&mut out, &path, n, &e.to_string()),
-            }
+            out.push(&line?, &path.display().to_string(), n);
         }
     }
     // Writers append in the order things happen, but a rotation can leave a
@@ -44,11 +36,25 @@ pub fn read(lock_dir: &Path) -> io::Result<Read> {
     Ok(out)
 }
 
-fn skip(out: &mut Read, path: &Path, n: usize, why: &str) {
-    out.skipped += 1;
-    tracing::warn!(
-        "{} line {}: not a journal event ({why}); skipped",
-        path.display(),
-        n + 1
-    );
+impl Read {
+    /// Adds line `n` (from 0) of `source` if it is an event; counts it and
+    /// warns if it is not.
+    pub fn push(&mut self, line: &[u8], source: &str, n: usize) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let why = match serde_json::from_slice::<Line>(line) {
+            Ok(l) if l.time().is_some() => {
+                self.lines.push(l);
+                return;
+            }
+            Ok(_) => "its time `at` is not an RFC 3339 time".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        self.skipped += 1;
+        tracing::warn!(
+            "{source} line {}: not a journal event ({why}); skipped",
+            n + 1
+        );
+    }
 }

@@ -266,21 +266,18 @@ impl Pending {
         &self.requests
     }
 
-    /// After [`Pending::advance`] answered [`Step::Blocked`]: the request it
-    /// is blocked on, and who is in front (the oldest earlier ticket, named
-    /// with one record read; nobody yet for a wait in the backend).
+    /// After [`Pending::advance`] answered [`Step::Blocked`]: the request
+    /// whose host-local lock is taken, and who is in front (the oldest
+    /// earlier ticket, named with one record read). `None` when only the
+    /// backend is left to ask: that is a round trip, not yet a wait (the
+    /// backend reports one when someone is ahead there).
     pub fn blocked_on(&self) -> Option<(&Request, Vec<Holder>)> {
-        if self.next < self.requests.len() {
-            let holders = match (self.blockers.first(), self.queue(self.next)) {
-                (Some(&oldest), Ok(q)) => q.holders_among(&[oldest]),
-                _ => Vec::new(),
-            };
-            return Some((&self.requests[self.next], holders));
-        }
-        self.requests
-            .iter()
-            .find(|r| r.key.is_some())
-            .map(|r| (r, Vec::new()))
+        let req = self.requests.get(self.next)?;
+        let holders = match (self.blockers.first(), self.queue(self.next)) {
+            (Some(&oldest), Ok(q)) => q.holders_among(&[oldest]),
+            _ => Vec::new(),
+        };
+        Some((req, holders))
     }
 
     /// Takes every lock now or none: no waiting, no ticket left behind when

@@ -149,6 +149,7 @@ impl Supervisor<'_> {
             }
         }
         self.wait_line.clear();
+        self.journal_flush();
         if let Some(tty) = self.terminal {
             take_terminal_back(tty);
         }

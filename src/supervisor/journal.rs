@@ -26,18 +26,34 @@ fn parties(holders: &[Holder]) -> Vec<Party> {
 }
 
 impl Supervisor<'_> {
-    /// The lock directory of a database program `i` uses.
-    fn lock_dir(&self, i: usize, database: &Path) -> Option<PathBuf> {
-        self.specs[i]
-            .locks
-            .iter()
-            .find(|r| r.db.path() == database)
-            .map(|r| r.db.lock_dir())
+    fn write(&mut self, i: usize, line: &Line) {
+        let database = Path::new(&line.database);
+        if let Some(req) = self.specs[i].locks.iter().find(|r| r.db.path() == database) {
+            let (dir, key) = (req.db.lock_dir(), req.key.clone());
+            self.emit(&dir, key.as_deref(), line);
+        }
     }
 
-    fn write(&mut self, i: usize, line: &Line) {
-        if let Some(dir) = self.lock_dir(i, Path::new(&line.database)) {
-            self.journal.append(&dir, line);
+    /// To the database's journal, and to the backend's when it has a key
+    /// there (so that history covers every host).
+    fn emit(&mut self, dir: &Path, key: Option<&str>, line: &Line) {
+        if !crate::journal::enabled() {
+            return;
+        }
+        let Ok(text) = serde_json::to_string(line) else {
+            return;
+        };
+        if let (Some(key), Some(remote)) = (key, &self.opts.remote) {
+            remote.backend.record(key, &text);
+        }
+        self.journal.append_text(dir, text);
+    }
+
+    /// Lines sent to the backend are stored before dblaunch exits (as long
+    /// as the backend answers within a second).
+    pub(super) fn journal_flush(&self) {
+        if let Some(remote) = &self.opts.remote {
+            remote.backend.flush(Duration::from_secs(1));
         }
     }
 
@@ -119,7 +135,8 @@ impl Supervisor<'_> {
             line.child = Some(child);
             line.waited = Some(seconds(waited));
             line.behind = behind;
-            self.journal.append(&req.db.lock_dir(), &line);
+            let (dir, key) = (req.db.lock_dir(), req.key.clone());
+            self.emit(&dir, key.as_deref(), &line);
         }
     }
 
@@ -162,7 +179,7 @@ impl Supervisor<'_> {
         i: usize,
         r: &Running,
         exit: ExitKind,
-    ) -> Vec<(PathBuf, Line)> {
+    ) -> Vec<(PathBuf, Option<String>, Line)> {
         let outcome = if r.stop_requested || (self.stopped_by.is_some() && !r.yielding) {
             Outcome::Stopped
         } else if r.restart_requested {
@@ -190,14 +207,14 @@ impl Supervisor<'_> {
                     ExitKind::Code(c) => line.exit_code = Some(c),
                     ExitKind::Signal(s) => line.signal = Some(signals::name(s)),
                 }
-                (req.db.lock_dir(), line)
+                (req.db.lock_dir(), req.key.clone(), line)
             })
             .collect()
     }
 
-    pub(super) fn journal_write_all(&mut self, lines: Vec<(PathBuf, Line)>) {
-        for (dir, line) in lines {
-            self.journal.append(&dir, &line);
+    pub(super) fn journal_write_all(&mut self, lines: Vec<(PathBuf, Option<String>, Line)>) {
+        for (dir, key, line) in lines {
+            self.emit(&dir, key.as_deref(), &line);
         }
     }
 }

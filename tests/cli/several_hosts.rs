@@ -733,3 +733,48 @@ fn monotonic_ns() -> u128 {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
     t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128
 }
+
+/// With a backend, every host's journal lines go to it too, so `history` on
+/// one host shows the others' holds and whom its own programs waited for.
+#[test]
+fn history_covers_every_host_through_the_backend() {
+    let env = Env::new();
+    let key = "history-hosts";
+    let a = Host::new(&env, "alpha", key, "10s");
+    let bhost = Host::new(&env, "beta", key, "10s");
+    let b = backend(Duration::from_secs(10));
+    let go = env.path("go");
+    let mut first = a.exec(&env, "--write", "a", &["--until", go.to_str().unwrap()]);
+    env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
+    let mut second = bhost.exec(&env, "--write", "b", &["--hold", "200ms"]);
+    wait_until("b to queue", || waiters(&*b, key) == 1);
+    touch(&go);
+    assert_eq!(wait_status(&mut first).code(), Some(0));
+    assert_eq!(wait_status(&mut second).code(), Some(0));
+    let out = bhost
+        .cmd(&["history", "--json"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let db = &v["databases"][0];
+    let hosts: Vec<&str> = db["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["alpha", "beta"], "{db}");
+    let wait = &db["waits"][0];
+    assert_eq!(wait["host"], "beta", "{db}");
+    assert_eq!(wait["behind"]["host"], "alpha", "{db}");
+    assert_eq!(wait["end"], "granted", "{db}");
+    // b's hold as history has it, against its own log.
+    let runs = runs(&env);
+    let (_, start, end) = runs.iter().find(|r| r.0 == "b").unwrap();
+    let own = (end - start) as f64 / 1e9;
+    let held = db["holds"][1]["held"].as_f64().unwrap();
+    assert!((held - own).abs() < 0.15, "held {held}s, ran {own}s");
+    assert_eq!(db["summary"]["conflicts"], 1, "{db}");
+}

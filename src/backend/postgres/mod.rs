@@ -6,8 +6,10 @@
 //! clock before anything starts.
 
 mod connect;
+mod journal;
 mod lease;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,15 +25,17 @@ use connect::Connector;
 const CLASS: i32 = 0x6462_6c61; // "dbla"
 
 pub struct Postgres {
-    connector: Connector,
+    connector: Arc<Connector>,
     lease: Duration,
+    journal: journal::Writer,
 }
 
 impl Postgres {
     pub fn new(config: &Config) -> Result<Postgres, BackendError> {
         Ok(Postgres {
-            connector: Connector::new(&config.url, config.lease)?,
+            connector: Arc::new(Connector::new(&config.url, config.lease)?),
             lease: config.lease,
+            journal: journal::Writer::default(),
         })
     }
 
@@ -360,14 +364,29 @@ impl Backend for Postgres {
         ensure_schema(&mut client).map_err(|e| self.failed(&e))?;
         read_entries(&mut client, keys, None).map_err(|e| self.failed(&e))
     }
+
+    fn record(&self, key: &str, line: &str) {
+        self.journal.record(&self.connector, self.lease, key, line);
+    }
+
+    fn flush(&self, within: Duration) {
+        self.journal.flush(within);
+    }
+
+    fn journal(&self, keys: &[String]) -> Result<Vec<(String, String)>, BackendError> {
+        let mut client = self.connector.connect(self.lease)?;
+        ensure_schema(&mut client).map_err(|e| self.failed(&e))?;
+        journal::read(&mut client, keys).map_err(|e| self.failed(&e))
+    }
 }
 
 /// Creates the tables on first use. Two hosts may race to do it, so the
 /// creation is serialised by a transaction-scoped advisory lock.
-fn ensure_schema(client: &mut Client) -> Result<(), postgres::Error> {
+pub(super) fn ensure_schema(client: &mut Client) -> Result<(), postgres::Error> {
     let present: bool = client
         .query_one(
-            "SELECT to_regclass('dblaunch_holders') IS NOT NULL AND to_regclass('dblaunch_fencing') IS NOT NULL",
+            "SELECT to_regclass('dblaunch_holders') IS NOT NULL AND to_regclass('dblaunch_fencing') IS NOT NULL \
+             AND to_regclass('dblaunch_journal') IS NOT NULL",
             &[],
         )?
         .get(0);
@@ -385,6 +404,10 @@ fn ensure_schema(client: &mut Client) -> Result<(), postgres::Error> {
              backend_pid integer NOT NULL, backend_start timestamptz NOT NULL, \
              PRIMARY KEY (key, holder_id)); \
          CREATE SEQUENCE IF NOT EXISTS dblaunch_fencing; \
+         CREATE TABLE IF NOT EXISTS dblaunch_journal ( \
+             id bigserial PRIMARY KEY, key text NOT NULL, \
+             at timestamptz NOT NULL DEFAULT clock_timestamp(), line text NOT NULL); \
+         CREATE INDEX IF NOT EXISTS dblaunch_journal_key ON dblaunch_journal (key, id); \
          COMMIT;"
     ))
 }
