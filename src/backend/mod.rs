@@ -233,6 +233,12 @@ pub trait Lease: Send {
     fn started(&self, pid: i32, program: &str);
     /// Lets go (the program has ended).
     fn release(self: Box<Self>);
+    /// From now on, calls `wake` whenever the claimants queued behind this
+    /// lease in a conflicting mode (on any host) change and some remain,
+    /// within about a quarter of a second (for `yields`).
+    fn watch_waiters(&self, wake: Box<dyn Fn() + Send>);
+    /// Who waits behind this lease in a conflicting mode, as last seen.
+    fn waiters(&self) -> Vec<Entry>;
 }
 
 /// The backend cannot be used.

@@ -469,6 +469,21 @@ impl Queue {
         })
     }
 
+    /// Who a ticket's record says its owner is, unvalidated: one open and
+    /// one read, whatever the number of processes (for the journal, which
+    /// must not cost the launch path a scan of /proc).
+    pub fn recorded(&self, id: TicketId) -> Option<Holder> {
+        let file = open_ticket(&self.ticket_path(id)).ok()?;
+        let r = read_record(&file).ok()?;
+        Some(Holder::Program {
+            program: r.program,
+            pid: r.pid,
+            mode: r.mode,
+            holding: r.state == State::Holding,
+            since: r.since,
+        })
+    }
+
     /// Who is in the way among these (live, conflicting) tickets.
     pub fn holders_among(&self, ids: &[TicketId]) -> Vec<Holder> {
         ids.iter()

@@ -274,7 +274,7 @@ impl Pending {
     pub fn blocked_on(&self) -> Option<(&Request, Vec<Holder>)> {
         let req = self.requests.get(self.next)?;
         let holders = match (self.blockers.first(), self.queue(self.next)) {
-            (Some(&oldest), Ok(q)) => q.holders_among(&[oldest]),
+            (Some(&oldest), Ok(q)) => q.recorded(oldest).into_iter().collect(),
             _ => Vec::new(),
         };
         Some((req, holders))
@@ -353,9 +353,11 @@ impl Pending {
                     // ticket ahead on each wait made a queue of n waiters
                     // cost n² reads of /proc.
                     let named = match remaining.first() {
-                        Some(&oldest) if first || tracing::enabled!(tracing::Level::INFO) => {
+                        Some(&oldest) if tracing::enabled!(tracing::Level::INFO) => {
                             queue.holders_among(&[oldest])
                         }
+                        // For the journal: the record alone, no /proc scan.
+                        Some(&oldest) if first => queue.recorded(oldest).into_iter().collect(),
                         _ => Vec::new(),
                     };
                     first = false;
@@ -697,7 +699,27 @@ impl Held {
                 behind.push((req.db.path().to_path_buf(), h));
             }
         }
+        // And on other hosts, as the backend last showed them.
+        if let Some(lease) = &self.lease {
+            for e in lease.waiters() {
+                let database = self
+                    .entries
+                    .iter()
+                    .find(|(r, _, _)| r.key.as_deref() == Some(e.key.as_str()))
+                    .map(|(r, _, _)| r.db.path().to_path_buf())
+                    .unwrap_or_default();
+                behind.push((database, Holder::Remote(e)));
+            }
+        }
         behind
+    }
+
+    /// Calls `wake` when someone on another host queues behind these locks
+    /// in a conflicting mode (for `yields`); nothing without a backend.
+    pub fn watch_remote_waiters(&self, wake: Box<dyn Fn() + Send>) {
+        if let Some(lease) = &self.lease {
+            lease.watch_waiters(wake);
+        }
     }
 
     /// The fencing tokens for the program's environment (SPEC.md §8):

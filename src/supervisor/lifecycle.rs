@@ -331,6 +331,19 @@ impl Supervisor<'_> {
         let start_time = crate::procfs::start_time(child.pid).unwrap_or_default();
         held.mark_holding(child.pid, start_time);
         self.journal_granted(i, &held, child.pid);
+        if spec.yields {
+            // Waiters of other hosts are not in the local queue's directory
+            // (which the loop watches): the lease looks for them.
+            if let Ok(notifier) = self.events.notifier() {
+                let notifier = std::sync::Mutex::new(notifier);
+                held.watch_remote_waiters(Box::new(move || {
+                    notifier
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .send(Event::QueueChanged);
+                }));
+            }
+        }
         let mut pumps = Vec::new();
         if let Some(out) = &self.output {
             if let Some(o) = child.stdout {

@@ -778,3 +778,61 @@ fn history_covers_every_host_through_the_backend() {
     assert!((held - own).abs() < 0.15, "held {held}s, ran {own}s");
     assert_eq!(db["summary"]["conflicts"], 1, "{db}");
 }
+
+/// `yields = true` across hosts: a reader on alpha gives way to a writer
+/// that queues on beta, and comes back after it.
+#[test]
+fn a_yielding_reader_on_one_host_lets_a_writer_of_another_in() {
+    let env = Env::new();
+    let key = "yields-across";
+    let a = Host::new(&env, "alpha", key, "10s");
+    let manifest = a.dir.join("dblaunch.toml");
+    let mut toml = fs::read_to_string(&manifest).unwrap();
+    toml += &format!(
+        "\n[settings]\nstop_timeout = \"2s\"\n\n{}",
+        env.probe_program(
+            "web",
+            ", \"--hold\", \"1h\"",
+            "reads = [\"letters\"]\nyields = true"
+        )
+    );
+    fs::write(&manifest, toml).unwrap();
+    let bhost = Host::new(&env, "beta", key, "10s");
+    let mut run = a.cmd(&["run", "web"]).spawn().unwrap();
+    env.wait_event("web", |e| e.label == "web" && e.what == "start");
+    let mut writer = bhost.exec(&env, "--write", "w", &["--hold", "100ms"]);
+    assert_eq!(
+        wait_status(&mut writer).code(),
+        Some(0),
+        "{}",
+        stderr_of(&mut writer)
+    );
+    let events = env.events();
+    let at = |label: &str, what: &str| {
+        events
+            .iter()
+            .filter(|e| e.label == label && e.what == what)
+            .map(|e| e.ns)
+            .collect::<Vec<_>>()
+    };
+    let (w_start, w_end) = (at("w", "start")[0], at("w", "end")[0]);
+    assert!(
+        at("web", "got SIGTERM").len() == 1,
+        "web was asked to stop: {events:?}"
+    );
+    assert!(
+        at("web", "end")[0] < w_start,
+        "the writer started beside the reader"
+    );
+    env.wait_event("web to come back", |e| {
+        e.label == "web" && e.what == "start" && e.ns > w_end
+    });
+    let out = a.cmd(&["stop"]).stdout(Stdio::piped()).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(wait_status(&mut run).code(), Some(0));
+    let err = stderr_of(&mut run);
+    assert!(
+        err.contains("yielding") && err.contains("on host beta"),
+        "{err}"
+    );
+}

@@ -18,7 +18,8 @@ use nix::time::{ClockId, clock_gettime};
 use nix::unistd::Pid;
 use postgres::Client;
 
-use crate::backend::Lease;
+use crate::backend::{Entry, Lease};
+use crate::lock::Mode;
 
 pub struct PgLease {
     shared: Arc<Shared>,
@@ -39,7 +40,22 @@ struct Shared {
     fenced: AtomicBool,
     done: Mutex<bool>,
     wake: Condvar,
+    /// Told when conflicting waiters queue behind us (`yields`).
+    watcher: Mutex<Option<Box<dyn Fn() + Send>>>,
+    behind: Mutex<Vec<Entry>>,
 }
+
+/// How often a watched lease looks for waiters behind it.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// Live conflicting waiters of our keys: any waiter of a key we write, a
+/// writer of a key we read.
+const WAITERS: &str = "SELECT key, host, pid, program, mode, \
+     to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+     FROM dblaunch_holders h WHERE key = ANY($1) AND NOT granted \
+     AND (mode = 'write' OR key = ANY($2)) \
+     AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = h.backend_pid AND a.backend_start = h.backend_start) \
+     ORDER BY since";
 
 /// What is left of a lease before the holder fences itself: the kill must
 /// land before the lease can have run out for a waiter, allowing for the
@@ -60,6 +76,7 @@ impl PgLease {
     pub fn start(
         client: Client,
         holder_id: String,
+        modes: Vec<(String, Mode)>,
         tokens: Vec<(String, i64)>,
         lease: Duration,
         server: String,
@@ -74,6 +91,8 @@ impl PgLease {
             fenced: AtomicBool::new(false),
             done: Mutex::new(false),
             wake: Condvar::new(),
+            watcher: Mutex::new(None),
+            behind: Mutex::new(Vec::new()),
         });
         let (release, release_rx) = mpsc::channel();
         let (released_tx, released) = mpsc::channel();
@@ -81,7 +100,17 @@ impl PgLease {
         let renewer = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("dblaunch-lease".into())
-            .spawn(move || renew(client, holder_id, keys, &renewer, release_rx, released_tx));
+            .spawn(move || {
+                renew(
+                    client,
+                    &holder_id,
+                    &modes,
+                    keys,
+                    &renewer,
+                    release_rx,
+                    released_tx,
+                );
+            });
         if let Err(e) = spawned {
             tracing::error!("cannot start the thread that renews the lease: {e}");
             shared.fenced.store(true, Ordering::SeqCst);
@@ -133,11 +162,28 @@ impl Lease for PgLease {
         // next holder instead, so do not wait for it longer than that.
         let _ = self.released.recv_timeout(self.shared.lease);
     }
+
+    fn watch_waiters(&self, wake: Box<dyn Fn() + Send>) {
+        *self
+            .shared
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(wake);
+    }
+
+    fn waiters(&self) -> Vec<Entry> {
+        self.shared
+            .behind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 fn renew(
     mut client: Client,
-    holder_id: String,
+    holder_id: &str,
+    modes: &[(String, Mode)],
     keys: u64,
     shared: &Shared,
     release: mpsc::Receiver<()>,
@@ -145,14 +191,30 @@ fn renew(
 ) {
     let every = shared.lease / 4;
     let mut broken = false;
+    let mut next = std::time::Instant::now() + every;
     loop {
-        match release.recv_timeout(every) {
+        let watched = shared
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let now = std::time::Instant::now();
+        let wait = next.saturating_duration_since(now);
+        let wait = if watched { wait.min(WATCH_EVERY) } else { wait };
+        match release.recv_timeout(wait) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if broken {
             continue;
         }
+        if watched {
+            look_behind(&mut client, modes, shared);
+        }
+        if std::time::Instant::now() < next {
+            continue;
+        }
+        next += every;
         let sent = boottime();
         match client.execute(
             "UPDATE dblaunch_holders SET last_beat = clock_timestamp() WHERE holder_id = $1 AND granted",
@@ -191,6 +253,49 @@ fn renew(
     }
     drop(client);
     let _ = released.send(());
+}
+
+/// Reads who waits behind us; tells the watcher when that changed and
+/// someone does.
+fn look_behind(client: &mut Client, modes: &[(String, Mode)], shared: &Shared) {
+    let keys: Vec<&str> = modes.iter().map(|(k, _)| k.as_str()).collect();
+    let written: Vec<&str> = modes
+        .iter()
+        .filter(|(_, m)| *m == Mode::Write)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let Ok(rows) = client.query(WAITERS, &[&keys, &written]) else {
+        return;
+    };
+    let now: Vec<Entry> = rows
+        .into_iter()
+        .map(|r| Entry {
+            key: r.get(0),
+            host: r.get(1),
+            pid: r.get(2),
+            program: r.get(3),
+            mode: if r.get::<_, &str>(4) == "read" {
+                Mode::Read
+            } else {
+                Mode::Write
+            },
+            holding: false,
+            token: None,
+            since: r.get(5),
+            lost: false,
+        })
+        .collect();
+    let changed = {
+        let mut behind = shared.behind.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *behind != now;
+        *behind = now;
+        changed && !behind.is_empty()
+    };
+    if changed {
+        if let Some(wake) = &*shared.watcher.lock().unwrap_or_else(|p| p.into_inner()) {
+            wake();
+        }
+    }
 }
 
 fn watch(shared: &Shared) {

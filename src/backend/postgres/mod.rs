@@ -103,6 +103,7 @@ impl Postgres {
                 Ok(Acquired::Granted(Box::new(lease::PgLease::start(
                     client,
                     holder_id,
+                    claims.iter().map(|c| (c.key.clone(), c.mode)).collect(),
                     tokens,
                     self.lease,
                     self.connector.server().to_owned(),
