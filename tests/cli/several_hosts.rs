@@ -800,6 +800,23 @@ fn a_yielding_reader_on_one_host_lets_a_writer_of_another_in() {
     let bhost = Host::new(&env, "beta", key, "10s");
     let mut run = a.cmd(&["run", "web"]).spawn().unwrap();
     env.wait_event("web", |e| e.label == "web" && e.what == "start");
+    // ps on beta shows alpha's reader, with its host.
+    let out = bhost.cmd(&["ps"]).stdout(Stdio::piped()).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("on other hosts"), "{table}");
+    assert!(
+        table.contains("web") && table.contains("on alpha") && table.contains("holds read"),
+        "{table}"
+    );
+    let out = bhost
+        .cmd(&["ps", "--json"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["other_hosts"][0]["host"], "alpha", "{v}");
+    assert_eq!(v["other_hosts"][0]["program"], "web", "{v}");
     let mut writer = bhost.exec(&env, "--write", "w", &["--hold", "100ms"]);
     assert_eq!(
         wait_status(&mut writer).code(),
