@@ -62,10 +62,11 @@ pub fn execute(args: ProbeArgs) -> Result<u8, Error> {
         })?;
     }
     let ppid = nix::unistd::getppid().as_raw();
-    log(&args, &format!("start {} {me} {pgid} {ppid}", now_ns()));
+    // The pid first: a test that has seen `start` may read it at once.
     if let Some(p) = &args.pidfile {
         append(p, &format!("{me}\n"));
     }
+    log(&args, &format!("start {} {me} {pgid} {ppid}", now_ns()));
     let deadline = args.hold.map(|h| Instant::now() + h);
     loop {
         if args.until.as_deref().is_some_and(Path::exists) {

@@ -61,6 +61,9 @@ pub enum Enqueued {
     Queued {
         ticket: Ticket,
         blockers: Vec<TicketId>,
+        /// Who the oldest blocker's record says it is, read under the gate
+        /// at the moment of queueing (for the journal: whom it waited behind).
+        front: Option<Holder>,
     },
     /// Only with `no_wait`: someone conflicting is there; no ticket was made.
     Busy(Vec<Holder>),
@@ -374,6 +377,9 @@ impl Queue {
                 return Ok(Enqueued::Busy(holders));
             }
         }
+        // Whom we queue behind, read now: a holder that is about to be asked
+        // to let go (a yielding reader) may be gone by the time we wait.
+        let front = blockers.first().and_then(|&oldest| self.recorded(oldest));
         let number = existing.last().map(|t| t.number).max(counter).unwrap_or(0) + 1;
         // (An `orphans` line stays after the counter: the write below
         // overwrites only the counter's fixed-width first line.)
@@ -411,7 +417,11 @@ impl Queue {
         }
         gate.set_counter(number);
         drop(gate);
-        Ok(Enqueued::Queued { ticket, blockers })
+        Ok(Enqueued::Queued {
+            ticket,
+            blockers,
+            front,
+        })
     }
 
     /// Under the gate: removes temporary tickets that a crash left behind
@@ -958,7 +968,9 @@ mod tests {
             .enqueue(mode, &Record::waiting(&owner(), mode), false)
             .unwrap()
         {
-            Enqueued::Queued { ticket, blockers } => (ticket, blockers),
+            Enqueued::Queued {
+                ticket, blockers, ..
+            } => (ticket, blockers),
             Enqueued::Busy(_) => unreachable!("waiting enqueue is never busy"),
         }
     }

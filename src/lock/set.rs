@@ -74,6 +74,8 @@ pub struct Pending {
     owner: Owner,
     next: usize,
     blockers: Vec<TicketId>,
+    /// Who was in front when request `next` queued.
+    front: Option<Holder>,
     shared: Arc<Shared>,
     remote: Option<Remote>,
     /// The backend's grant, once every host-local lock is held.
@@ -147,6 +149,7 @@ impl Pending {
             owner,
             next: 0,
             blockers: Vec::new(),
+            front: None,
             shared: Arc::default(),
             remote: remote.cloned(),
             lease: None,
@@ -273,11 +276,7 @@ impl Pending {
     /// backend reports one when someone is ahead there).
     pub fn blocked_on(&self) -> Option<(&Request, Vec<Holder>)> {
         let req = self.requests.get(self.next)?;
-        let holders = match (self.blockers.first(), self.queue(self.next)) {
-            (Some(&oldest), Ok(q)) => q.recorded(oldest).into_iter().collect(),
-            _ => Vec::new(),
-        };
-        Some((req, holders))
+        Some((req, self.front.iter().cloned().collect()))
     }
 
     /// Takes every lock now or none: no waiting, no ticket left behind when
@@ -331,15 +330,20 @@ impl Pending {
                     }
                     let record = Record::waiting(&self.owner, req.mode);
                     match queue.enqueue(req.mode, &record, false)? {
-                        Enqueued::Queued { ticket, blockers } => {
+                        Enqueued::Queued {
+                            ticket,
+                            blockers,
+                            front,
+                        } => {
                             self.blockers = blockers;
+                            self.front = front;
                             tickets.push(ticket);
                         }
                         Enqueued::Busy(_) => unreachable!("only no-wait enqueues are busy"),
                     }
                 }
             }
-            let mut first = true;
+            let front = self.front.clone();
             let outcome = queue::wait_turn(
                 queue.dir(),
                 &mut self.blockers,
@@ -348,19 +352,17 @@ impl Pending {
                 |remaining| {
                     // O(1) in the queue's length: the oldest blocker (the
                     // holder, usually) is named and the rest counted, and
-                    // only the first time (for the journal) unless someone
-                    // will be told (not -q). Reading and validating every
-                    // ticket ahead on each wait made a queue of n waiters
-                    // cost n² reads of /proc.
+                    // only when someone will be told (not -q); otherwise who
+                    // was in front when we queued (for the journal), read
+                    // then. Reading and validating every ticket ahead on
+                    // each wait made a queue of n waiters cost n² reads of
+                    // /proc.
                     let named = match remaining.first() {
                         Some(&oldest) if tracing::enabled!(tracing::Level::INFO) => {
                             queue.holders_among(&[oldest])
                         }
-                        // For the journal: the record alone, no /proc scan.
-                        Some(&oldest) if first => queue.recorded(oldest).into_iter().collect(),
-                        _ => Vec::new(),
+                        _ => front.iter().cloned().collect(),
                     };
-                    first = false;
                     on_wait(Progress::Waiting {
                         database: req.db.path().to_path_buf(),
                         mode: req.mode,

@@ -44,7 +44,12 @@ fn sigkill_of_dblaunch_never_frees_a_database_while_its_command_lives() {
             ],
         ),
     ));
-    wait_until("command and grandchild", || pids_in(&pidfile).len() == 2);
+    wait_until("command and grandchild", || {
+        let events = env.events();
+        ["p", "p-grandchild"]
+            .iter()
+            .all(|l| events.iter().any(|e| e.label == *l && e.what == "start"))
+    });
     let pid_of = |label: &str| {
         env.events()
             .iter()

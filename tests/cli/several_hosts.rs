@@ -660,9 +660,9 @@ fn no_wait_names_the_remote_holder_and_its_host() {
     let err = text(&out.stderr);
     assert!(err.contains("on host alpha holds it"), "{err}");
     let out = bhost
-        .cmd(&[
-            "exec", "--wait", "300ms", "--write", "letters", "--", "true",
-        ])
+        // Long enough to reach the server's queue on a loaded machine (a
+        // wait that runs out before that cannot name the holder).
+        .cmd(&["exec", "--wait", "2s", "--write", "letters", "--", "true"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 75, "{}", text(&out.stderr));
