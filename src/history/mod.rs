@@ -198,6 +198,42 @@ fn alive(host: &str, pid: i32) -> bool {
     host != crate::backend::host_name() || crate::procfs::start_time(pid).is_some()
 }
 
+/// A hold as a grant (or, for a release whose grant is not in the
+/// journal, its release) describes it, not yet ended.
+fn hold_of(l: &Line, from: SystemTime, waited: f64) -> Hold {
+    Hold {
+        program: l.program.clone(),
+        host: l.host.clone(),
+        pid: l.pid,
+        child: l.child,
+        mode: l.mode,
+        from,
+        to: None,
+        held: None,
+        waited,
+        outcome: None,
+        exit_code: None,
+        signal: None,
+        nested: l.nested,
+        lost: false,
+    }
+}
+
+/// A wait that ended at `at` after `waited` seconds.
+fn wait_of(l: &Line, at: SystemTime, waited: f64, end: WaitEnd) -> Wait {
+    Wait {
+        program: l.program.clone(),
+        host: l.host.clone(),
+        pid: l.pid,
+        mode: l.mode,
+        from: at.checked_sub(secs(waited)).unwrap_or(at),
+        to: Some(at),
+        waited,
+        behind: l.behind.first().cloned(),
+        end,
+    }
+}
+
 /// Rebuilds the history from journal lines (sorted by time); `since` cuts
 /// the window; `now` ends it.
 pub fn build(
@@ -243,35 +279,10 @@ fn build_with(
                 queued.remove(&(l.host.clone(), l.pid));
                 let waited = l.waited.unwrap_or(0.0);
                 if waited > 0.0 {
-                    waits.push(Wait {
-                        program: l.program.clone(),
-                        host: l.host.clone(),
-                        pid: l.pid,
-                        mode: l.mode,
-                        from: at.checked_sub(secs(waited)).unwrap_or(at),
-                        to: Some(at),
-                        waited,
-                        behind: l.behind.first().cloned(),
-                        end: WaitEnd::Granted,
-                    });
+                    waits.push(wait_of(l, at, waited, WaitEnd::Granted));
                 }
                 open.insert((l.host.clone(), l.pid, l.ticket, l.nested), holds.len());
-                holds.push(Hold {
-                    program: l.program.clone(),
-                    host: l.host.clone(),
-                    pid: l.pid,
-                    child: l.child,
-                    mode: l.mode,
-                    from: at,
-                    to: None,
-                    held: None,
-                    waited,
-                    outcome: None,
-                    exit_code: None,
-                    signal: None,
-                    nested: l.nested,
-                    lost: false,
-                });
+                holds.push(hold_of(l, at, waited));
             }
             Kind::Released => {
                 let held = l.held.unwrap_or(0.0);
@@ -281,22 +292,7 @@ fn build_with(
                     None => {
                         // Its grant was rotated away (or is before the
                         // journal began): the release says when it began.
-                        holds.push(Hold {
-                            program: l.program.clone(),
-                            host: l.host.clone(),
-                            pid: l.pid,
-                            child: l.child,
-                            mode: l.mode,
-                            from: at.checked_sub(secs(held)).unwrap_or(at),
-                            to: None,
-                            held: None,
-                            waited: 0.0,
-                            outcome: None,
-                            exit_code: None,
-                            signal: None,
-                            nested: l.nested,
-                            lost: false,
-                        });
+                        holds.push(hold_of(l, at.checked_sub(secs(held)).unwrap_or(at), 0.0));
                         holds.len() - 1
                     }
                 };
@@ -312,18 +308,7 @@ fn build_with(
             }
             Kind::GaveUp => {
                 queued.remove(&(l.host.clone(), l.pid));
-                let waited = l.waited.unwrap_or(0.0);
-                waits.push(Wait {
-                    program: l.program.clone(),
-                    host: l.host.clone(),
-                    pid: l.pid,
-                    mode: l.mode,
-                    from: at.checked_sub(secs(waited)).unwrap_or(at),
-                    to: Some(at),
-                    waited,
-                    behind: l.behind.first().cloned(),
-                    end: WaitEnd::GaveUp,
-                });
+                waits.push(wait_of(l, at, l.waited.unwrap_or(0.0), WaitEnd::GaveUp));
                 marks.push(mark(MarkKind::GaveUp, l.behind.first().cloned()));
             }
             Kind::Foreign => marks.push(mark(MarkKind::Foreign, l.behind.first().cloned())),

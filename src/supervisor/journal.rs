@@ -81,15 +81,7 @@ impl Supervisor<'_> {
                 return;
             }
         }
-        let behind = parties(holders);
-        let mut line = self.line(i, Kind::Queued, database, mode);
-        line.behind = behind.clone();
-        self.write(i, &line);
-        self.blocked[i].push(Blocked {
-            database: database.to_path_buf(),
-            since,
-            behind,
-        });
+        self.stretch(i, Kind::Queued, database, mode, holders, since);
     }
 
     /// A process outside dblaunch holds `database`: program `i` waits for it.
@@ -100,13 +92,26 @@ impl Supervisor<'_> {
         mode: Mode,
         holders: &[Holder],
     ) {
+        self.stretch(i, Kind::Foreign, database, mode, holders, Instant::now());
+    }
+
+    /// Says why program `i` waits (`event`), and starts a stretch of its wait.
+    fn stretch(
+        &mut self,
+        i: usize,
+        event: Kind,
+        database: &Path,
+        mode: Mode,
+        holders: &[Holder],
+        since: Instant,
+    ) {
         let behind = parties(holders);
-        let mut line = self.line(i, Kind::Foreign, database, mode);
+        let mut line = self.line(i, event, database, mode);
         line.behind = behind.clone();
         self.write(i, &line);
         self.blocked[i].push(Blocked {
             database: database.to_path_buf(),
-            since: Instant::now(),
+            since,
             behind,
         });
     }

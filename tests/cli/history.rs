@@ -130,12 +130,7 @@ fn a_scripted_scenario_comes_back_exactly_from_history_and_metrics() {
     env.wait_event("web", |e| e.label == "web" && e.what == "start");
     let o = wait_output(exec("w3", "--write", &["--hold", "200ms"]));
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
-    let w3_end = env
-        .events()
-        .iter()
-        .find(|e| e.label == "w3" && e.what == "end")
-        .unwrap()
-        .ns;
+    let w3_end = env.time_of("w3", "end");
     env.wait_event("web to come back", |e| {
         e.label == "web" && e.what == "start" && e.ns > w3_end
     });

@@ -201,6 +201,13 @@ impl Env {
         events(&self.log())
     }
 
+    /// Waits for the first `what` line of `label` and returns its time.
+    pub fn time_of(&self, label: &str, what: &str) -> u128 {
+        let is = |e: &Event| e.label == label && e.what == what;
+        self.wait_event(&format!("{label} {what}"), is);
+        self.events().into_iter().find(is).unwrap().ns
+    }
+
     /// Waits until the log holds a line for which `pred` is true.
     pub fn wait_event(&self, what: &str, pred: impl Fn(&Event) -> bool) {
         wait_until(what, || self.events().iter().any(&pred));

@@ -546,22 +546,33 @@ fn holder_and_waiter(env: &Env, key: &str, lease: Duration) -> (Child, i32, Chil
     let written = humantime::format_duration(lease).to_string();
     let a = Host::new(env, "alpha", key, &written);
     let bhost = Host::new(env, "beta", key, &written);
+    let go = env.path("go");
+    hold_and_queue(
+        env,
+        (&a, &bhost),
+        key,
+        lease,
+        &["--until", go.to_str().unwrap()],
+    )
+}
+
+/// Writer `a` on host `hosts.0` (its probe given `holding`), and writer `b`
+/// on `hosts.1` queued behind it in the backend.
+fn hold_and_queue(
+    env: &Env,
+    hosts: (&Host, &Host),
+    key: &str,
+    lease: Duration,
+    holding: &[&str],
+) -> (Child, i32, Child) {
     let b = backend(lease);
     let pidfile = env.path("a.pid");
-    let first = a.exec(
-        env,
-        "--write",
-        "a",
-        &[
-            "--until",
-            env.path("go").to_str().unwrap(),
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-        ],
-    );
+    let mut probe = holding.to_vec();
+    probe.extend(["--pidfile", pidfile.to_str().unwrap()]);
+    let first = hosts.0.exec(env, "--write", "a", &probe);
     env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
     let program = pids_in(&pidfile)[0];
-    let second = bhost.exec(env, "--write", "b", &[]);
+    let second = hosts.1.exec(env, "--write", "b", &[]);
     wait_until("b to queue", || waiters(&*b, key) == 1);
     (first, program, second)
 }
@@ -576,13 +587,7 @@ fn a_killed_holder_s_program_dies_and_the_next_host_waits_out_the_lease() {
     let _ = first.wait();
     wait_until("a's program to die with its dblaunch", || !alive(program));
     let dead = monotonic_ns();
-    env.wait_event("b to start", |e| e.label == "b" && e.what == "start");
-    let started = env
-        .events()
-        .iter()
-        .find(|e| e.label == "b" && e.what == "start")
-        .unwrap()
-        .ns;
+    let started = env.time_of("b", "start");
     assert!(started > dead, "b started before a's program was gone");
     let after = Duration::from_nanos((started - killed) as u64);
     assert!(
@@ -623,13 +628,8 @@ fn a_holder_paused_past_its_lease_never_overlaps_the_next() {
     // on, safely. Either way b must wait until a's program is gone; let it
     // end now.
     touch(&env.path("go"));
-    env.wait_event("b to start", |e| e.label == "b" && e.what == "start");
+    let b_start = env.time_of("b", "start");
     let events = env.events();
-    let b_start = events
-        .iter()
-        .find(|e| e.label == "b" && e.what == "start")
-        .unwrap()
-        .ns;
     assert!(!alive(program), "b started beside a's program");
     if let Some(end) = events.iter().find(|e| e.label == "a" && e.what == "end") {
         assert!(end.ns <= b_start, "b started before a's program ended");
@@ -842,18 +842,8 @@ fn a_partitioned_holder_is_fenced_before_its_lease_runs_out() {
     let mut a = Host::reaching(&env, "alpha", key, "2s", &inside);
     a.netns = Some(netns.name.clone());
     let bhost = Host::new(&env, "beta", key, "2s");
-    let b = backend(lease);
-    let pidfile = env.path("a.pid");
-    let mut first = a.exec(
-        &env,
-        "--write",
-        "a",
-        &["--hold", "1h", "--pidfile", pidfile.to_str().unwrap()],
-    );
-    env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
-    let program = pids_in(&pidfile)[0];
-    let mut second = bhost.exec(&env, "--write", "b", &[]);
-    wait_until("b to queue", || waiters(&*b, key) == 1);
+    let (mut first, program, mut second) =
+        hold_and_queue(&env, (&a, &bhost), key, lease, &["--hold", "1h"]);
     netns.cut();
     let cut = monotonic_ns();
     let start = Instant::now();
@@ -862,13 +852,7 @@ fn a_partitioned_holder_is_fenced_before_its_lease_runs_out() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let dead = monotonic_ns();
-    env.wait_event("b to start", |e| e.label == "b" && e.what == "start");
-    let started = env
-        .events()
-        .iter()
-        .find(|e| e.label == "b" && e.what == "start")
-        .unwrap()
-        .ns;
+    let started = env.time_of("b", "start");
     let killed_after = Duration::from_nanos((dead - cut) as u64);
     let next_after = Duration::from_nanos((started - cut) as u64);
     eprintln!(
