@@ -590,6 +590,10 @@ fn a_killed_holder_s_program_dies_and_the_next_host_waits_out_the_lease() {
     let started = env.time_of("b", "start");
     assert!(started > dead, "b started before a's program was gone");
     let after = Duration::from_nanos((started - killed) as u64);
+    eprintln!(
+        "crash: a's program dead {:?} after the kill, b started {after:?} after it",
+        Duration::from_nanos((dead - killed) as u64)
+    );
     assert!(
         after >= lease,
         "b started {after:?} after the crash, before a's lease could have run out"
