@@ -105,7 +105,7 @@ impl Party {
                     Some(if *write { Mode::Write } else { Mode::Read }),
                 )
             },
-            Holder::Unknown { .. } => return None,
+            Holder::Unknown { .. } | Holder::BackendSilent { .. } => return None,
         })
     }
 }

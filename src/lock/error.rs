@@ -155,6 +155,9 @@ pub enum Holder {
     /// A holder or waiter on another host (or this one), as the lock
     /// backend lists it.
     Remote(crate::backend::Entry),
+    /// Every host-local lock was ours, but the lock backend had not yet
+    /// said who is ahead there (still connecting, or queueing).
+    BackendSilent { server: String },
     /// A process that locked the database file itself, outside dblaunch.
     Foreign {
         pid: Option<i32>,
@@ -204,6 +207,10 @@ impl fmt::Display for Holder {
                 None => write!(f, "pid {pid} ({command})"),
             },
             Holder::Remote(entry) => write!(f, "{entry}"),
+            Holder::BackendSilent { server } => write!(
+                f,
+                "the lock backend {server} had not yet said who holds it (the connection or the queueing there took all of the wait)"
+            ),
             Holder::Unknown { ticket, why } => write!(
                 f,
                 "the live ticket {ticket} has a record that cannot be read ({why})"

@@ -93,6 +93,8 @@ struct Shared {
     remote_cancel: Cancel,
     /// Who was ahead in the backend when we last started waiting there.
     remote_ahead: Mutex<Option<(PathBuf, Mode, Vec<Holder>)>>,
+    /// The lock backend's server, for messages.
+    server: Option<String>,
 }
 
 impl Shared {
@@ -150,7 +152,10 @@ impl Pending {
             next: 0,
             blockers: Vec::new(),
             front: None,
-            shared: Arc::default(),
+            shared: Arc::new(Shared {
+                server: remote.map(|r| r.backend.server()),
+                ..Shared::default()
+            }),
             remote: remote.cloned(),
             lease: None,
         })
@@ -493,6 +498,17 @@ fn blocked_report(requests: &[Request], shared: &Shared) -> Option<(PathBuf, Mod
             .clone();
         if remote.is_some() {
             return remote;
+        }
+        if let (Some(server), Some(req)) =
+            (&shared.server, requests.iter().find(|r| r.key.is_some()))
+        {
+            return Some((
+                req.db.path().to_path_buf(),
+                req.mode,
+                vec![Holder::BackendSilent {
+                    server: server.clone(),
+                }],
+            ));
         }
     }
     let ticket = tickets.last()?;

@@ -1002,3 +1002,34 @@ fn a_yielding_reader_on_one_host_lets_a_writer_of_another_in() {
         "{err}"
     );
 }
+
+/// A `--wait` that runs out while the backend has not answered (here: a
+/// server that accepts the connection and never speaks) says so, naming
+/// the server: exit 75, as for any wait that runs out.
+#[test]
+fn a_wait_that_runs_out_before_the_backend_answers_names_the_server() {
+    let env = Env::new();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let marker = env.path("ran");
+    let out = env
+        .cmd(&[
+            "exec", "--wait", "500ms", "--write", "app.db", "--", "touch",
+        ])
+        .arg(&marker)
+        .env("DBLAUNCH_BACKEND", url(port, PASSWORD, "postgres"))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 75, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the lock backend postgres://dblaunch@127.0.0.1:{port}"
+        )) && err.contains("had not yet said who holds it"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(!marker.exists(), "the command ran");
+    assert_eq!(env.tickets("app.db"), 0, "a local lock was left");
+    drop(silent);
+}
