@@ -48,11 +48,14 @@ pub fn enabled() -> bool {
 /// `DBLAUNCH_JOURNAL_MAX_BYTES` overrides the rotation size (tests, and
 /// hosts that want more or less history).
 fn max_bytes() -> u64 {
-    std::env::var("DBLAUNCH_JOURNAL_MAX_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(DEFAULT_MAX_BYTES)
+    static MAX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("DBLAUNCH_JOURNAL_MAX_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(DEFAULT_MAX_BYTES)
+    })
 }
 
 /// The journal files of a lock directory, oldest first.
@@ -71,20 +74,10 @@ pub struct Journal {
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 impl Journal {
-    /// Appends `line` to the journal in `lock_dir`. Failures are warned about
-    /// once and otherwise ignored: history is never worth a program not
-    /// running.
-    pub fn append(&mut self, lock_dir: &Path, line: &Line) {
-        if !enabled() {
-            return;
-        }
-        if let Ok(text) = serde_json::to_string(line) {
-            self.append_text(lock_dir, text);
-        }
-    }
-
-    /// Appends a line already serialised (without its newline).
-    pub fn append_text(&mut self, lock_dir: &Path, mut text: String) {
+    /// Appends a serialised [`Line`] (without its newline) to the journal in
+    /// `lock_dir`. Failures are warned about once and otherwise ignored:
+    /// history is never worth a program not running.
+    pub fn append(&mut self, lock_dir: &Path, mut text: String) {
         if !enabled() {
             return;
         }

@@ -46,7 +46,7 @@ impl Supervisor<'_> {
         if let (Some(key), Some(remote)) = (key, &self.opts.remote) {
             remote.backend.record(key, &text);
         }
-        self.journal.append_text(dir, text);
+        self.journal.append(dir, text);
     }
 
     /// Lines sent to the backend are stored before dblaunch exits (as long

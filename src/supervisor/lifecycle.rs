@@ -331,7 +331,7 @@ impl Supervisor<'_> {
         let start_time = crate::procfs::start_time(child.pid).unwrap_or_default();
         held.mark_holding(child.pid, start_time);
         self.journal_granted(i, &held, child.pid);
-        if spec.yields {
+        if spec.yields && self.opts.remote.is_some() {
             // Waiters of other hosts are not in the local queue's directory
             // (which the loop watches): the lease looks for them.
             if let Ok(notifier) = self.events.notifier() {
