@@ -128,7 +128,15 @@ fn a_scripted_scenario_comes_back_exactly_from_history_and_metrics() {
     // 3. A yielding reader gives way to a writer and comes back.
     let run = env.spawn(&["run", "web"]);
     env.wait_event("web", |e| e.label == "web" && e.what == "start");
-    let o = wait_output(exec("w3", "--write", &["--hold", "200ms"]));
+    // w3 holds until web, having yielded, has queued again behind it (so
+    // that wait happens however slow the machine), then 200ms more.
+    let go3 = env.path("go3");
+    let w3 = exec("w3", "--write", &["--until", go3.to_str().unwrap()]);
+    env.time_of("w3", "start");
+    wait_until("web to queue again", || env.tickets("app.db") == 2);
+    std::thread::sleep(Duration::from_millis(200));
+    touch(&go3);
+    let o = wait_output(w3);
     assert_eq!(code(&o), 0, "{}", text(&o.stderr));
     let w3_end = env.time_of("w3", "end");
     env.wait_event("web to come back", |e| {
