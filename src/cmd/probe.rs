@@ -78,7 +78,13 @@ pub fn execute(args: ProbeArgs) -> Result<u8, Error> {
         if args.until.is_none() && deadline.is_none() {
             break;
         }
-        if let Ok(s) = rx.recv_timeout(Duration::from_millis(5)) {
+        // Look for `--until` every 5 ms, but never sleep past the deadline:
+        // a hold of 1 ms lasts 1 ms, not one polling period.
+        let mut nap = Duration::from_millis(5);
+        if let Some(d) = deadline {
+            nap = nap.min(d.saturating_duration_since(Instant::now()));
+        }
+        if let Ok(s) = rx.recv_timeout(nap) {
             log(&args, &format!("got {} {}", signals::name(s), now_ns()));
             if !args.ignore.contains(&s) {
                 log(&args, &format!("end {} {me} {pgid}", now_ns()));
