@@ -5,9 +5,9 @@
 //! - a ticket is created, exclusively flocked and given its record while its
 //!   creator holds the gate, so every ticket another process can list is
 //!   either locked by a live owner or dead;
-//! - a ticket is unlinked only by someone who either holds the gate and could
-//!   take its exclusive lock, or holds a shared lock on it (both prove that no
-//!   process holds it any more);
+//! - a ticket is unlinked only by someone who got a shared lock on it (waiting
+//!   for it, or trying without waiting): only its owner ever holds it
+//!   exclusively, so that proves no process holds it any more;
 //! - ticket numbers only grow, so a name that no longer exists is finished.
 
 use std::fs::{self, File, OpenOptions};
@@ -439,7 +439,7 @@ impl Queue {
     }
 
     /// Clears away tickets whose owners are gone (for `status`): under the
-    /// gate, and only those whose exclusive lock can be taken. Best effort:
+    /// gate, and only those nobody holds. Best effort:
     /// without write access, nothing happens.
     pub fn remove_dead(&self, ids: &[TicketId]) {
         if let Ok(_gate) = self.gate() {
@@ -739,26 +739,31 @@ impl Ticket {
         let path = self.queue.ticket_path(self.id);
         let ino = self.file.metadata().ok().map(|m| FileId::of(&m));
         drop(self.file);
-        // No gate needed: whoever gets the exclusive lock of a released
-        // ticket has proof that nobody holds it, and nobody ever takes a
-        // meaningful lock on it again, so unlinking it races with nothing.
+        // No gate needed: a shared lock on a released ticket proves that
+        // nobody holds it exclusively (only its owner's description ever
+        // does), and nobody ever takes a meaningful lock on it again, so
+        // unlinking it races with nothing. A shared lock, not an exclusive
+        // one: the next waiter takes its own shared lock the instant ours is
+        // gone, and must not make us wait (on the hand-off path of `run`,
+        // that wait held up the start of the next program).
         //
-        // Usually the next waiter wins the race: it takes a shared lock the
-        // instant ours is gone and unlinks the ticket itself. Give it a
-        // moment (a couple of milliseconds at most) before going through
-        // /proc/locks, which is machine-wide and slow to read.
-        for _ in 0..20 {
+        // Only if it is still held exclusively (our description living on in
+        // a leftover of the program) try again for a couple of milliseconds
+        // before going through /proc/locks, which is machine-wide and slow to
+        // read.
+        for attempt in 0..20 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
             if remove_if_unheld(&path) {
                 remove_nested_queue(&path);
                 return Release::Free;
             }
-            std::thread::sleep(std::time::Duration::from_micros(100));
         }
-        // Someone has it. Waiters hold *shared* locks for an instant as they
-        // pass, and a no-wait enqueuer may test it with an exclusive one (and
-        // then unlink it itself); only an exclusive lock held by our own
-        // description, which lives on in a leftover process, keeps the
-        // database locked. /proc/locks tells which.
+        // Someone holds it exclusively: that can only be our own
+        // description, living on in a leftover process of the program, which
+        // keeps the database locked. /proc/locks confirms it and names the
+        // holders.
         let Some(ino) = ino else {
             return Release::Free;
         };
@@ -873,9 +878,13 @@ fn is_planted_link(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
 }
 
-/// Unlinks the ticket file at `path` if nobody holds its lock (getting the
-/// exclusive lock is the proof). True if it is gone now, or was never a
-/// ticket: a planted symlink is removed (unlink never touches its target).
+/// Unlinks the ticket file at `path` if nobody holds its lock. A shared lock
+/// is the proof: every live ticket is held exclusively by its owner, and
+/// those who merely pass a dead one (waiters, `status`) hold shared locks,
+/// which must not make it look alive (a releasing holder would otherwise
+/// wait for the next waiter to move on). True if it is gone now, or was
+/// never a ticket: a planted symlink is removed (unlink never touches its
+/// target).
 fn remove_if_unheld(path: &Path) -> bool {
     let file = match open_ticket(path) {
         Ok(f) => f,
@@ -886,9 +895,13 @@ fn remove_if_unheld(path: &Path) -> bool {
             return true;
         }
     };
-    match kernel::lock(&file, Kind::Exclusive, false) {
+    match kernel::lock(&file, Kind::Shared, false) {
         Ok(true) => {
-            let _ = fs::remove_file(path);
+            // Someone passing it may have unlinked it already; names are never
+            // reused, but never unlink a name that is not this file's.
+            if same_file(&file, path) {
+                let _ = fs::remove_file(path);
+            }
             true
         }
         _ => false,
