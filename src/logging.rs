@@ -4,28 +4,46 @@
 
 use std::fmt;
 
+use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
+    let level = match (quiet, verbose) {
+        (true, _) => LevelFilter::ERROR,
+        (false, 0) => LevelFilter::INFO,
+        (false, 1) => LevelFilter::DEBUG,
+        (false, _) => LevelFilter::TRACE,
     };
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
-        _ => EnvFilter::new(format!("dblaunch={default}")),
+    let registry = tracing_subscriber::registry();
+    let _ = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => registry
+            .with(EnvFilter::new(spec))
+            .with(output())
+            .try_init(),
+        // Without RUST_LOG, a plain target filter: parsing an EnvFilter's
+        // directives costs every launch more than all of dblaunch's logging.
+        _ => registry
+            .with(Targets::new().with_target("dblaunch", level))
+            .with(output())
+            .try_init(),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+}
+
+/// Events to stderr, formatted by [`Plain`].
+fn output<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .event_format(Plain)
-        .try_init();
 }
 
 /// `dblaunch: LEVEL: message` (no level word for plain information).

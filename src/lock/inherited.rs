@@ -82,16 +82,22 @@ pub fn for_lock_dir(lock_dir: &Path) -> Option<&'static Inherited> {
 
 fn scan() -> Vec<Inherited> {
     let mut found = Vec::new();
-    for (fd, link) in crate::procfs::descriptors_of("self") {
+    for fd in crate::procfs::own_descriptors() {
         // dblaunch opens its own files close-on-exec: only a descriptor
         // without the flag can have come from an ancestor.
         // SAFETY: F_GETFD only reads the flags of a descriptor number; a
-        // number that is not open (the directory's own) just fails.
+        // number that is not open (closed since it was listed) just fails.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
             continue;
         }
-        let Ok(target) = std::fs::read_link(&link) else {
+        // A ticket is a regular file: ask the descriptor itself before
+        // resolving its name through /proc (standard streams, pipes and
+        // terminals are most of what a process inherits).
+        if !is_regular(fd) {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
             continue;
         };
         let Some(id) = target
@@ -106,10 +112,7 @@ fn scan() -> Vec<Inherited> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with('.') && n.ends_with(".dblaunch"))
         });
-        if !in_lock_dir
-            || !crate::procfs::holds_flock(std::process::id() as i32, fd)
-            || !is_regular(fd)
-        {
+        if !in_lock_dir || !crate::procfs::holds_flock(std::process::id() as i32, fd) {
             continue;
         }
         found.push(Inherited {
@@ -122,5 +125,8 @@ fn scan() -> Vec<Inherited> {
 }
 
 fn is_regular(fd: i32) -> bool {
-    std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.is_file())
+    // SAFETY: the descriptor is open (F_GETFD answered for it) and is only
+    // borrowed for this one fstat.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
 }

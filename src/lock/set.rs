@@ -326,7 +326,17 @@ impl Pending {
                 return Ok(Step::Blocked);
             }
             let req = &self.requests[self.next];
-            let queue = self.queue(self.next)?;
+            // Once queued, the ticket knows its queue: the thread that goes on
+            // waiting need not make sure of the lock directory again.
+            let queued = self
+                .shared
+                .tickets()
+                .get(self.next)
+                .map(|t| t.queue().clone());
+            let queue = match queued {
+                Some(q) => q,
+                None => self.queue(self.next)?,
+            };
             {
                 let mut tickets = self.shared.tickets();
                 if tickets.len() == self.next {

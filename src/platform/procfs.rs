@@ -34,6 +34,39 @@ pub fn start_time(pid: i32) -> Option<u64> {
 
 /// Reads a small /proc file with one read(2): /proc files report size 0, so
 /// `fs::read_to_string` would grow its buffer over several reads.
+/// The kernel's clock for start times: CLOCK_BOOTTIME, read before and after
+/// a process is made, brackets the instant the kernel stamped on it
+/// (`start_boottime`, set in `clone`). [`start_time_between`] turns two
+/// readings into that start time without reading `/proc`.
+pub fn boot_clock() -> Option<std::time::Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(std::time::Duration::new(
+        u64::try_from(t.tv_sec()).ok()?,
+        u32::try_from(t.tv_nsec()).ok()?,
+    ))
+}
+
+/// The start time (as [`start_time`] reads it) of a process made between two
+/// readings of [`boot_clock`], when both fall in the same clock tick: the
+/// kernel reports `start_boottime` in whole ticks, so that tick is exact.
+/// `None` when a tick boundary lies between them (a few percent of spawns):
+/// then read `/proc`.
+pub fn start_time_between(
+    before: Option<std::time::Duration>,
+    after: Option<std::time::Duration>,
+) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions (glibc answers from the auxiliary
+    // vector, without a system call).
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    let tick_ns = 1_000_000_000u64.checked_div(hz)?;
+    if tick_ns == 0 || 1_000_000_000 % hz != 0 {
+        return None;
+    }
+    let ticks = |d: std::time::Duration| u64::try_from(d.as_nanos() / u128::from(tick_ns)).ok();
+    let (a, b) = (ticks(before?)?, ticks(after?)?);
+    (a == b).then_some(a)
+}
+
 fn read_small(path: &str) -> Option<String> {
     use std::io::Read;
     let mut f = fs::File::open(path).ok()?;
@@ -246,6 +279,47 @@ pub fn descriptors_of(pid: &str) -> impl Iterator<Item = (i32, std::path::PathBu
         .filter_map(|e| Some((e.file_name().to_str()?.parse::<i32>().ok()?, e.path())))
 }
 
+/// The descriptors open in this process, in ascending order.
+///
+/// One poll(2) over every number below the descriptor limit finds them
+/// (closed ones come back POLLNVAL), without `/proc/self/fd`, whose entries
+/// cost a directory read and, at exit, a clean-up of one dentry per
+/// descriptor. A process whose limit is too high for one cheap call (some
+/// containers allow a million descriptors) lists `/proc/self/fd` instead.
+pub fn own_descriptors() -> Vec<i32> {
+    const MOST_POLLED: u64 = 4096;
+    // SAFETY: an all-zero rlimit is a valid value; getrlimit fills it.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: getrlimit writes into the struct we own.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let listed = || {
+        let mut fds: Vec<i32> = descriptors_of("self").map(|(fd, _)| fd).collect();
+        fds.sort_unstable();
+        fds
+    };
+    if !known || limit.rlim_cur > MOST_POLLED {
+        return listed();
+    }
+    let mut polled: Vec<libc::pollfd> = (0..limit.rlim_cur as i32)
+        .map(|fd| libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `polled` is a valid array of `polled.len()` pollfds, which is at
+    // most RLIMIT_NOFILE, and a zero timeout never blocks.
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 0) };
+    if n < 0 {
+        return listed();
+    }
+    polled
+        .iter()
+        .filter(|p| p.revents & libc::POLLNVAL == 0)
+        .map(|p| p.fd)
+        .collect()
+}
+
 /// Every descriptor, in every process we may look into, open on one of
 /// `files`; grouped by pid. One pass over `/proc/*/fd`, so ask for all files
 /// of interest at once.
@@ -354,6 +428,46 @@ pub struct Opener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_time_is_known_from_the_boot_clock_only_within_one_tick() {
+        // (That it is the one /proc reports is checked on real programs, in
+        // tests/cli/status_stop.rs: spawning here would hand this test
+        // process's descriptors to a child for an instant, under the feet
+        // of the lock tests beside it.)
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let tick = std::time::Duration::from_nanos(1_000_000_000 / hz);
+        let at = |ticks: u32, plus_ns: u64| {
+            Some(tick * ticks + std::time::Duration::from_nanos(plus_ns))
+        };
+        assert_eq!(start_time_between(at(7, 1), at(7, 900)), Some(7));
+        assert_eq!(start_time_between(at(7, 0), at(8, 0)), None);
+        assert_eq!(start_time_between(at(7, 5), at(9, 5)), None);
+        assert_eq!(start_time_between(None, at(7, 5)), None);
+        assert_eq!(start_time_between(at(7, 5), None), None);
+        assert!(boot_clock().is_some());
+    }
+
+    #[test]
+    fn own_descriptors_finds_an_open_descriptor_and_not_a_closed_one() {
+        // A high number, which other tests' threads (taking the lowest free
+        // numbers) do not reuse between the two looks.
+        const HIGH: i32 = 900;
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        // SAFETY: dup2 onto a number this test alone uses; closed below.
+        let fd = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), HIGH) };
+        assert_eq!(fd, HIGH);
+        let found = own_descriptors();
+        assert!(found.contains(&HIGH), "{HIGH} not in {found:?}");
+        assert!(
+            found.windows(2).all(|w| w[0] < w[1]),
+            "not in order: {found:?}"
+        );
+        // SAFETY: closes the descriptor dup2 made above.
+        unsafe { libc::close(HIGH) };
+        assert!(!own_descriptors().contains(&HIGH));
+    }
 
     #[test]
     fn start_time_of_self_is_stable_and_other_pids_differ() {

@@ -42,6 +42,12 @@ pub struct Launch<'a> {
 /// A started program. Its pid is also its process group id.
 pub struct Child {
     pub pid: i32,
+    /// Its start time in clock ticks after boot (as `/proc/PID/stat` says),
+    /// known without reading `/proc` (see [`procfs::start_time_between`]);
+    /// `None` if it must be read there.
+    ///
+    /// [`procfs::start_time_between`]: crate::procfs::start_time_between
+    pub start_time: Option<u64>,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
 }
@@ -91,7 +97,9 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
         stderr: err.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
         error: 0,
     };
+    let before = crate::procfs::boot_clock();
     let pid = clone_vfork(&mut child).map_err(other)?;
+    let start_time = crate::procfs::start_time_between(before, crate::procfs::boot_clock());
     if child.error != 0 {
         // The child wrote its error and exited without exec; reap it here,
         // so the supervisor never sees a pid it did not start.
@@ -113,6 +121,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
     // The write ends close here: the program holds the only copies.
     Ok(Child {
         pid,
+        start_time,
         stdout: out.map(|(r, _)| ChildStdout::from(r)),
         stderr: err.map(|(r, _)| ChildStderr::from(r)),
     })

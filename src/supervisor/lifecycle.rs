@@ -327,8 +327,11 @@ impl Supervisor<'_> {
                 return;
             }
         };
-        // Read once: for the records, and to check before every signal.
-        let start_time = crate::procfs::start_time(child.pid).unwrap_or_default();
+        // Known once: for the records, and to check before every signal.
+        let start_time = child
+            .start_time
+            .or_else(|| crate::procfs::start_time(child.pid))
+            .unwrap_or_default();
         held.mark_holding(child.pid, start_time);
         self.journal_granted(i, &held, child.pid);
         if spec.yields && self.opts.remote.is_some() {

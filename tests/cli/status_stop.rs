@@ -7,6 +7,41 @@ use serde_json::Value;
 
 use crate::*;
 
+/// A holder's record names its program by pid and start time; dblaunch
+/// knows the start time at spawn from the boot clock read around the clone,
+/// without reading /proc. It must be exactly the one /proc reports, or the
+/// record would not be believed (`status` would call the holder unknown).
+#[test]
+fn a_holders_record_has_the_start_time_proc_reports_for_its_program() {
+    let env = Env::new();
+    let lock_dir = env.path(".app.db.dblaunch");
+    for i in 0..12 {
+        let label = format!("h{i}");
+        let mut child = env.holder(&["exec", "--write", "app.db"], &label);
+        let record = || -> Option<Value> {
+            let name = env.ticket_names("app.db").pop()?;
+            serde_json::from_slice(&fs::read(lock_dir.join(name)).ok()?).ok()
+        };
+        // The record is rewritten for the program just after the spawn.
+        wait_until("the record to name the program", || {
+            record().is_some_and(|r| r["pid"] != r["supervisor_pid"])
+        });
+        let r = record().unwrap();
+        let pid = r["pid"].as_i64().unwrap();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let proc_start: u64 = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(r["start_time"].as_u64(), Some(proc_start), "{r}");
+        touch(&env.path("go"));
+        assert!(wait_status(&mut child).success());
+        fs::remove_file(env.path("go")).unwrap();
+    }
+}
+
 fn json_status(env: &Env, args: &[&str]) -> Value {
     let mut a = vec!["status", "--json"];
     a.extend(args);
