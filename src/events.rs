@@ -4,9 +4,9 @@
 //! no CPU: poll sleeps until a byte arrives or the deadline passes.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
@@ -43,7 +43,8 @@ pub struct Events {
 }
 
 struct Helpers {
-    wake: UnixStream,
+    /// The read end of a pipe (cheaper to make than a socket pair).
+    wake: File,
     notifier: Notifier,
     rx: Receiver<Event>,
 }
@@ -52,7 +53,7 @@ struct Helpers {
 #[derive(Clone)]
 pub struct Notifier {
     tx: Sender<Event>,
-    wake: Arc<UnixStream>,
+    wake: Arc<File>,
 }
 
 impl Notifier {
@@ -86,15 +87,14 @@ impl Events {
     /// A handle for another thread to send [`Progress`] with.
     pub fn notifier(&mut self) -> io::Result<Notifier> {
         if self.helpers.is_none() {
-            let (wake, wake_write) = UnixStream::pair()?;
-            wake.set_nonblocking(true)?;
-            wake_write.set_nonblocking(true)?;
+            let (wake, wake_write) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
             let (tx, rx) = mpsc::channel();
             self.helpers = Some(Helpers {
-                wake,
+                wake: File::from(wake),
                 notifier: Notifier {
                     tx,
-                    wake: Arc::new(wake_write),
+                    wake: Arc::new(File::from(wake_write)),
                 },
                 rx,
             });
