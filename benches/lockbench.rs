@@ -138,42 +138,9 @@ fn main() {
         ms(handoff.1),
         ratio(handoff.1, handoff.0)
     );
-    println!(
-        "| throughput, 8 contenders, 8 jobs of 1 ms each: jobs/s | {:.0} | {:.0} | {:.2}x |  |",
-        t8.rate.0,
-        t8.rate.1,
-        t8.rate.1 / t8.rate.0
-    );
-    println!(
-        "| same run, CPU per job (user + sys, the job included) | {} | {} | {:.2}x | |",
-        ms(t8.cpu.0),
-        ms(t8.cpu.1),
-        ratio(t8.cpu.1, t8.cpu.0)
-    );
-    println!(
-        "| throughput, 64 contenders, 8 jobs of 1 ms each: jobs/s | {:.0} | {:.0} | {:.2}x | >= 1.0x |",
-        t64.rate.0,
-        t64.rate.1,
-        t64.rate.1 / t64.rate.0
-    );
-    println!(
-        "| same run, CPU per job (user + sys, the job included) | {} | {} | {:.2}x | |",
-        ms(t64.cpu.0),
-        ms(t64.cpu.1),
-        ratio(t64.cpu.1, t64.cpu.0)
-    );
-    println!(
-        "| throughput, 64 contenders, 30% readers, 8 jobs of 1 ms each: jobs/s | {:.0} | {:.0} | {:.2}x | >= 0.9x |",
-        t64r.rate.0,
-        t64r.rate.1,
-        t64r.rate.1 / t64r.rate.0
-    );
-    println!(
-        "| same run, CPU per job (user + sys, the job included) | {} | {} | {:.2}x | |",
-        ms(t64r.cpu.0),
-        ms(t64r.cpu.1),
-        ratio(t64r.cpu.1, t64r.cpu.0)
-    );
+    t8.print_rows("8 contenders", "");
+    t64.print_rows("64 contenders", ">= 1.0x");
+    t64r.print_rows("64 contenders, 30% readers", ">= 0.9x");
     println!(
         "| queued waiter: CPU time / wake-ups in {} | {} / {} | {} / {} | | 0 / 0 |",
         humantime::format_duration(cfg.idle),
@@ -408,6 +375,24 @@ fn scaling(counts: &[(usize, usize)]) -> Vec<(usize, [(f64, Duration); 2])> {
 struct Throughput {
     rate: (f64, f64),
     cpu: (Duration, Duration),
+}
+
+impl Throughput {
+    /// Its two rows of the summary table.
+    fn print_rows(&self, who: &str, target: &str) {
+        println!(
+            "| throughput, {who}, 8 jobs of 1 ms each: jobs/s | {:.0} | {:.0} | {:.2}x | {target} |",
+            self.rate.0,
+            self.rate.1,
+            self.rate.1 / self.rate.0
+        );
+        println!(
+            "| same run, CPU per job (user + sys, the job included) | {} | {} | {:.2}x | |",
+            ms(self.cpu.0),
+            ms(self.cpu.1),
+            ratio(self.cpu.1, self.cpu.0)
+        );
+    }
 }
 
 /// Jobs per second and CPU per job of each tool, with `readers_pct` percent
