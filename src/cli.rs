@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,25 +38,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run programs and groups of the manifest in the foreground
-    Run(RunArgs),
+    Run(Lazy<RunArgs>),
     /// Like run, but in the background; returns once every program started
-    Start(RunArgs),
+    Start(Lazy<RunArgs>),
     /// Show the output of programs started with `start`
-    Logs(LogsArgs),
+    Logs(Lazy<LogsArgs>),
     /// List the programs of this manifest that run under any dblaunch
-    Ps(PsArgs),
+    Ps(Lazy<PsArgs>),
     /// Stop programs gracefully and start them again
-    Restart(RestartArgs),
+    Restart(Lazy<RestartArgs>),
     /// Run one command under database locks, no manifest needed
-    Exec(ExecArgs),
+    Exec(Lazy<ExecArgs>),
     /// Show who holds and who waits for each database
-    Status(StatusArgs),
+    Status(Lazy<StatusArgs>),
     /// Show who held and who waited for each database, from its lock journal
-    History(HistoryArgs),
+    History(Lazy<HistoryArgs>),
     /// Print lock metrics (OpenMetrics text), or serve them at /metrics
-    Metrics(MetricsArgs),
+    Metrics(Lazy<MetricsArgs>),
     /// Gracefully stop programs of this manifest running under any dblaunch
-    Stop(StopArgs),
+    Stop(Lazy<StopArgs>),
     /// Validate the manifest and show each program's locks and conflicts
     Check,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -68,7 +68,41 @@ pub enum Command {
     Man,
     /// Test fixture: a program that records what happens to it
     #[command(name = "__probe", hide = true)]
-    Probe(ProbeArgs),
+    Probe(Lazy<ProbeArgs>),
+}
+
+/// A subcommand's arguments, made into clap's definitions only when that
+/// subcommand is parsed or shown (clap's `Command::defer`). Every launch
+/// parses its command line, and building every subcommand's arguments to
+/// parse `exec` cost a launch a few percent of its CPU and of its page faults.
+#[derive(Debug)]
+pub struct Lazy<T>(pub T);
+
+impl<T: Args> Args for Lazy<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args_for_update)
+    }
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+}
+
+impl<T: FromArgMatches> FromArgMatches for Lazy<T> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(matches).map(Lazy)
+    }
+    fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches_mut(matches).map(Lazy)
+    }
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+    fn update_from_arg_matches_mut(&mut self, matches: &mut ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches_mut(matches)
+    }
 }
 
 /// How long to queue for a busy database.
@@ -290,7 +324,7 @@ mod tests {
             "--flag",
         ])
         .unwrap();
-        let Command::Exec(e) = cli.command else {
+        let Command::Exec(Lazy(e)) = cli.command else {
             panic!()
         };
         assert_eq!(e.command, ["cmd", "--flag"]);

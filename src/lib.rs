@@ -23,7 +23,7 @@ pub mod supervisor;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Lazy};
 pub use crate::error::Error;
 pub use crate::platform::procfs;
 
@@ -44,18 +44,18 @@ pub fn run() -> u8 {
     };
     logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Exec(args) => cmd::exec::execute(cli.file.as_deref(), args),
-        Command::Run(args) => cmd::run::execute(cli.file.as_deref(), args),
-        Command::Start(args) => cmd::start::execute(cli.file.as_deref(), args),
-        Command::Logs(args) => cmd::logs::execute(cli.file.as_deref(), args),
-        Command::Ps(args) => cmd::ps::execute(cli.file.as_deref(), args),
-        Command::Restart(args) => cmd::stop::restart(cli.file.as_deref(), args),
-        Command::Status(args) => cmd::status::execute(cli.file.as_deref(), args),
-        Command::History(args) => cmd::history::execute(cli.file.as_deref(), args),
-        Command::Metrics(args) => cmd::metrics::execute(cli.file.as_deref(), args),
-        Command::Stop(args) => cmd::stop::execute(cli.file.as_deref(), args),
+        Command::Exec(Lazy(args)) => cmd::exec::execute(cli.file.as_deref(), args),
+        Command::Run(Lazy(args)) => cmd::run::execute(cli.file.as_deref(), args),
+        Command::Start(Lazy(args)) => cmd::start::execute(cli.file.as_deref(), args),
+        Command::Logs(Lazy(args)) => cmd::logs::execute(cli.file.as_deref(), args),
+        Command::Ps(Lazy(args)) => cmd::ps::execute(cli.file.as_deref(), args),
+        Command::Restart(Lazy(args)) => cmd::stop::restart(cli.file.as_deref(), args),
+        Command::Status(Lazy(args)) => cmd::status::execute(cli.file.as_deref(), args),
+        Command::History(Lazy(args)) => cmd::history::execute(cli.file.as_deref(), args),
+        Command::Metrics(Lazy(args)) => cmd::metrics::execute(cli.file.as_deref(), args),
+        Command::Stop(Lazy(args)) => cmd::stop::execute(cli.file.as_deref(), args),
         Command::Check => cmd::check::execute(cli.file.as_deref()),
-        Command::Probe(args) => cmd::probe::execute(args),
+        Command::Probe(Lazy(args)) => cmd::probe::execute(args),
         Command::Completions { shell } => cmd::docs::completions(shell),
         Command::Man => cmd::docs::man(),
     };
