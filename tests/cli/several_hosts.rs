@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -348,6 +348,17 @@ impl Host {
         c
     }
 
+    /// Runs to completion on this host and returns the output (as
+    /// [`Env::run`] does for the local project).
+    fn run(&self, args: &[&str]) -> Output {
+        wait_output(
+            self.cmd(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn dblaunch"),
+        )
+    }
+
     /// `exec --MODE letters -- sh -c 'note the token; exec probe'`.
     fn exec(&self, env: &Env, mode: &str, label: &str, extra: &[&str]) -> Child {
         let probe = env.probe(label, extra).join(" ");
@@ -656,19 +667,13 @@ fn no_wait_names_the_remote_holder_and_its_host() {
     let go = env.path("go");
     let mut first = a.exec(&env, "--write", "a", &["--until", go.to_str().unwrap()]);
     env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
-    let out = bhost
-        .cmd(&["exec", "--no-wait", "--write", "letters", "--", "true"])
-        .output()
-        .unwrap();
+    let out = bhost.run(&["exec", "--no-wait", "--write", "letters", "--", "true"]);
     assert_eq!(code(&out), 75, "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("on host alpha holds it"), "{err}");
-    let out = bhost
-        // Long enough to reach the server's queue on a loaded machine (a
-        // wait that runs out before that cannot name the holder).
-        .cmd(&["exec", "--wait", "2s", "--write", "letters", "--", "true"])
-        .output()
-        .unwrap();
+    // Long enough to reach the server's queue on a loaded machine (a wait
+    // that runs out before that cannot name the holder).
+    let out = bhost.run(&["exec", "--wait", "2s", "--write", "letters", "--", "true"]);
     assert_eq!(code(&out), 75, "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("on host alpha"),
@@ -676,11 +681,7 @@ fn no_wait_names_the_remote_holder_and_its_host() {
         text(&out.stderr)
     );
     // status on beta shows alpha's holder, with its host and token.
-    let out = bhost
-        .cmd(&["status", "--json"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = bhost.run(&["status", "--json"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let holder = &status["backend"]["keys"][0]["holders"][0];
@@ -900,11 +901,7 @@ fn history_covers_every_host_through_the_backend() {
     touch(&go);
     assert_eq!(wait_status(&mut first).code(), Some(0));
     assert_eq!(wait_status(&mut second).code(), Some(0));
-    let out = bhost
-        .cmd(&["history", "--json"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = bhost.run(&["history", "--json"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let db = &v["databases"][0];
@@ -950,7 +947,7 @@ fn a_yielding_reader_on_one_host_lets_a_writer_of_another_in() {
     let mut run = a.cmd(&["run", "web"]).spawn().unwrap();
     env.wait_event("web", |e| e.label == "web" && e.what == "start");
     // ps on beta shows alpha's reader, with its host.
-    let out = bhost.cmd(&["ps"]).stdout(Stdio::piped()).output().unwrap();
+    let out = bhost.run(&["ps"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(table.contains("on other hosts"), "{table}");
@@ -958,11 +955,7 @@ fn a_yielding_reader_on_one_host_lets_a_writer_of_another_in() {
         table.contains("web") && table.contains("on alpha") && table.contains("holds read"),
         "{table}"
     );
-    let out = bhost
-        .cmd(&["ps", "--json"])
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = bhost.run(&["ps", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["other_hosts"][0]["host"], "alpha", "{v}");
     assert_eq!(v["other_hosts"][0]["program"], "web", "{v}");
@@ -993,7 +986,7 @@ fn a_yielding_reader_on_one_host_lets_a_writer_of_another_in() {
     env.wait_event("web to come back", |e| {
         e.label == "web" && e.what == "start" && e.ns > w_end
     });
-    let out = a.cmd(&["stop"]).stdout(Stdio::piped()).output().unwrap();
+    let out = a.run(&["stop"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(wait_status(&mut run).code(), Some(0));
     let err = stderr_of(&mut run);
