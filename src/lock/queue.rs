@@ -690,6 +690,11 @@ impl Ticket {
         self.id
     }
 
+    /// Whether this is ticket `id` of the queue in `dir`.
+    pub fn is(&self, dir: &Path, id: TicketId) -> bool {
+        self.id == id && self.queue.dir() == dir
+    }
+
     pub fn queue(&self) -> &Queue {
         &self.queue
     }

@@ -80,6 +80,9 @@ pub struct Pending {
     remote: Option<Remote>,
     /// The backend's grant, once every host-local lock is held.
     lease: Option<Box<dyn Lease>>,
+    /// The ticket found held when [`Pending::advance`] last stopped short:
+    /// its queue's directory and its id.
+    blocked: Option<(PathBuf, TicketId)>,
 }
 
 #[derive(Default)]
@@ -158,6 +161,7 @@ impl Pending {
             }),
             remote: remote.cloned(),
             lease: None,
+            blocked: None,
         })
     }
 
@@ -284,6 +288,37 @@ impl Pending {
         Some((req, self.front.iter().cloned().collect()))
     }
 
+    /// After [`Pending::advance`] answered [`Step::Blocked`] on a ticket of
+    /// this host's queue: that ticket's queue directory and id (`None` when
+    /// the backend is what is left to ask).
+    pub fn blocker(&self) -> Option<(&Path, TicketId)> {
+        self.blocked.as_ref().map(|(dir, id)| (dir.as_path(), *id))
+    }
+
+    /// After [`Pending::advance`] answered [`Step::Blocked`] on a ticket:
+    /// what a waiting thread tells before it sleeps (see [`waiting`]).
+    pub fn waiting(&self) -> Option<Progress> {
+        self.blocked.as_ref()?;
+        let queue = self.shared.tickets().get(self.next)?.queue().clone();
+        let req = self.requests.get(self.next)?;
+        Some(waiting(&queue, req, self.front.as_ref(), &self.blockers))
+    }
+
+    /// Whether `id` in the queue directory `dir` is one of our tickets.
+    pub fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
+        self.shared.tickets().iter().any(|t| t.is(dir, id))
+    }
+
+    /// Who is ahead of us on the database we are blocked on.
+    pub fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
+        blocked_report(&self.requests, &self.shared)
+    }
+
+    /// Gives up: every ticket taken so far leaves the queue now.
+    pub fn abandon(self) {
+        abandon_all(&self.shared);
+    }
+
     /// Takes every lock now or none: no waiting, no ticket left behind when
     /// any database is busy (`--no-wait`).
     pub fn try_now(mut self) -> Result<Held, LockError> {
@@ -321,6 +356,7 @@ impl Pending {
         block: bool,
         mut on_wait: impl FnMut(Progress),
     ) -> Result<Step, LockError> {
+        self.blocked = None;
         while self.next < self.requests.len() {
             if self.shared.cancelled.load(Ordering::Acquire) {
                 return Ok(Step::Blocked);
@@ -364,27 +400,7 @@ impl Pending {
                 &mut self.blockers,
                 block,
                 &self.shared.cancelled,
-                |remaining| {
-                    // O(1) in the queue's length: the oldest blocker (the
-                    // holder, usually) is named and the rest counted, and
-                    // only when someone will be told (not -q); otherwise who
-                    // was in front when we queued (for the journal), read
-                    // then. Reading and validating every ticket ahead on
-                    // each wait made a queue of n waiters cost n² reads of
-                    // /proc.
-                    let named = match remaining.first() {
-                        Some(&oldest) if tracing::enabled!(tracing::Level::INFO) => {
-                            queue.holders_among(&[oldest])
-                        }
-                        _ => front.iter().cloned().collect(),
-                    };
-                    on_wait(Progress::Waiting {
-                        database: req.db.path().to_path_buf(),
-                        mode: req.mode,
-                        more: remaining.len().saturating_sub(named.len()),
-                        holders: named,
-                    })
-                },
+                |remaining| on_wait(waiting(&queue, req, front.as_ref(), remaining)),
             )
             .map_err(|source| LockError::Io {
                 action: "wait for",
@@ -394,7 +410,11 @@ impl Pending {
             })?;
             match outcome {
                 WaitOutcome::Done => self.next += 1,
-                WaitOutcome::Blocked(_) | WaitOutcome::Cancelled => return Ok(Step::Blocked),
+                WaitOutcome::Blocked(id) => {
+                    self.blocked = Some((queue.dir().to_path_buf(), id));
+                    return Ok(Step::Blocked);
+                }
+                WaitOutcome::Cancelled => return Ok(Step::Blocked),
             }
         }
         if self.needs_remote() {
@@ -488,6 +508,35 @@ impl Acquirer {
     /// Who is ahead of us on the database we are blocked on.
     pub fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
         blocked_report(&self.requests, &self.shared)
+    }
+
+    /// Whether `id` in the queue directory `dir` is one of our tickets.
+    pub fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
+        self.shared.tickets().iter().any(|t| t.is(dir, id))
+    }
+}
+
+/// What a waiter blocked on `req` behind `remaining` (oldest first) tells.
+/// O(1) in the queue's length: the oldest blocker (the holder, usually) is
+/// named and the rest counted, and only when someone will be told (not -q);
+/// otherwise who was in front when we queued (for the journal), read then.
+/// Reading and validating every ticket ahead on each wait made a queue of n
+/// waiters cost n² reads of /proc.
+fn waiting(
+    queue: &Queue,
+    req: &Request,
+    front: Option<&Holder>,
+    remaining: &[TicketId],
+) -> Progress {
+    let named = match remaining.first() {
+        Some(&oldest) if tracing::enabled!(tracing::Level::INFO) => queue.holders_among(&[oldest]),
+        _ => front.into_iter().cloned().collect(),
+    };
+    Progress::Waiting {
+        database: req.db.path().to_path_buf(),
+        mode: req.mode,
+        more: remaining.len().saturating_sub(named.len()),
+        holders: named,
     }
 }
 
@@ -672,6 +721,11 @@ impl Held {
 
     /// Each database with its ticket number, and whether it is held within
     /// an ancestor dblaunch's hold (nested).
+    /// Whether `id` in the queue directory `dir` is one of these tickets.
+    pub fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
+        self.entries.iter().any(|(_, t, _)| t.is(dir, id))
+    }
+
     pub fn tickets(&self) -> impl Iterator<Item = (&Request, u64, bool)> {
         self.entries
             .iter()

@@ -17,11 +17,14 @@ use crate::signals;
 
 use super::dispatch::Supervisor;
 use super::spec::{STABLE_RUN, backoff};
-use super::state::{End, Running, State};
+use super::state::{End, Running, State, Wait};
 
 impl Supervisor<'_> {
     /// One program; true if its state changed.
     pub(super) fn step(&mut self, i: usize) -> bool {
+        if self.stopped_by.is_none() && self.may_try_again(i) {
+            return self.try_again(i);
+        }
         let now = Instant::now();
         match &mut self.states[i] {
             State::Pending => {
@@ -61,13 +64,13 @@ impl Supervisor<'_> {
                     return true;
                 }
                 if self.opts.wait.is_some_and(|w| now >= since + w) {
-                    let State::Queued { acquirer, .. } =
+                    let State::Queued { wait, .. } =
                         std::mem::replace(&mut self.states[i], State::Pending)
                     else {
                         unreachable!()
                     };
-                    let report = acquirer.holders_now();
-                    acquirer.cancel();
+                    let report = wait.holders_now();
+                    wait.cancel();
                     let (database, mode, holders) =
                         report.unwrap_or_else(|| (PathBuf::new(), Mode::Write, Vec::new()));
                     self.fail(
@@ -192,7 +195,7 @@ impl Supervisor<'_> {
     /// caller says how it ended.
     pub(super) fn give_up_place(&mut self, i: usize) {
         match std::mem::replace(&mut self.states[i], State::Pending) {
-            State::Queued { acquirer, .. } => acquirer.cancel(),
+            State::Queued { wait, .. } => wait.cancel(),
             State::Foreign { held, .. } => {
                 held.release();
             }
@@ -229,25 +232,105 @@ impl Supervisor<'_> {
                     warned: false,
                 }
             }
-            Ok(Err(pending)) => match self.events.notifier() {
-                Ok(notifier) => {
-                    if let Some((req, holders)) = pending.blocked_on() {
-                        let database = req.db.path().to_path_buf();
-                        self.journal_waiting(i, &database, req.mode, &holders, since);
-                    }
-                    let acquirer = pending.in_background(move |p| notifier.send(Event::Lock(i, p)));
-                    self.states[i] = State::Queued { acquirer, since };
-                }
-                Err(source) => self.fail(
+            Ok(Err(pending)) => self.wait(i, pending, since),
+            Err(e) => self.fail(i, e.into()),
+        }
+    }
+
+    /// Program `i` is blocked. Behind a ticket of one of this run's own
+    /// programs it waits on the loop's thread; behind anyone else's, in a
+    /// thread of its own.
+    fn wait(&mut self, i: usize, pending: Pending, since: Instant) {
+        if let Some((req, holders)) = pending.blocked_on() {
+            let database = req.db.path().to_path_buf();
+            self.journal_waiting(i, &database, req.mode, &holders, since);
+        }
+        let owner = pending.blocker().and_then(|(dir, id)| {
+            (0..self.states.len()).find(|&j| j != i && self.states[j].has_ticket(dir, id))
+        });
+        if let Some(owner) = owner {
+            let progress = pending.waiting();
+            self.states[i] = State::Queued {
+                wait: Wait::Behind {
+                    pending: Box::new(pending),
+                    owner,
+                },
+                since,
+            };
+            if let Some(p) = progress {
+                self.lock_progress(i, p);
+            }
+            return;
+        }
+        match self.events.notifier() {
+            Ok(notifier) => {
+                let acquirer = pending.in_background(move |p| notifier.send(Event::Lock(i, p)));
+                self.states[i] = State::Queued {
+                    wait: Wait::Thread(acquirer),
+                    since,
+                };
+            }
+            Err(source) => {
+                pending.abandon();
+                self.fail(
                     i,
                     Error::Io {
                         action: "create a wake-up channel".to_owned(),
                         source,
                     },
-                ),
-            },
-            Err(e) => self.fail(i, e.into()),
+                );
+            }
         }
+    }
+
+    /// Whether program `i` waits on the loop's thread behind a ticket that
+    /// its owner no longer holds (released, or given up).
+    fn may_try_again(&self, i: usize) -> bool {
+        match &self.states[i] {
+            State::Queued {
+                wait: Wait::Behind { pending, owner },
+                ..
+            } => !pending
+                .blocker()
+                .is_some_and(|(dir, id)| self.states[*owner].has_ticket(dir, id)),
+            _ => false,
+        }
+    }
+
+    /// The ticket that program `i` waited behind on this thread is no
+    /// longer held by this run: move on without blocking.
+    fn try_again(&mut self, i: usize) -> bool {
+        let State::Queued {
+            wait: Wait::Behind { mut pending, .. },
+            since,
+        } = std::mem::replace(&mut self.states[i], State::Pending)
+        else {
+            unreachable!("only a program waiting behind its own run tries again")
+        };
+        match pending.advance(false, |_| {}) {
+            Ok(Step::Done) => self.got_locks(i, pending.into_held(), since),
+            Ok(Step::Blocked) => self.wait(i, *pending, since),
+            Err(e) => {
+                pending.abandon();
+                self.wait_line.clear();
+                self.fail(i, e.into());
+            }
+        }
+        true
+    }
+
+    fn got_locks(&mut self, i: usize, held: Held, since: Instant) {
+        self.wait_line.clear();
+        self.announce(format_args!(
+            "{}got its locks after waiting {}",
+            self.prefix(i),
+            round(since.elapsed())
+        ));
+        self.states[i] = State::Foreign {
+            held,
+            since,
+            warned: false,
+        };
     }
 
     pub(super) fn lock_progress(&mut self, i: usize, p: Progress) {
@@ -271,17 +354,7 @@ impl Supervisor<'_> {
             }
             Progress::Acquired(held) => {
                 if let State::Queued { since, .. } = self.states[i] {
-                    self.wait_line.clear();
-                    self.announce(format_args!(
-                        "{}got its locks after waiting {}",
-                        self.prefix(i),
-                        round(since.elapsed())
-                    ));
-                    self.states[i] = State::Foreign {
-                        held,
-                        since,
-                        warned: false,
-                    };
+                    self.got_locks(i, held, since);
                 } else {
                     // Cancelled meanwhile (a stop): give them back.
                     held.release();

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::lock::{Acquirer, Held};
+use std::path::{Path, PathBuf};
+
+use crate::lock::{Acquirer, Held, Holder, Mode, Pending, TicketId};
 use crate::output::Pump;
 use crate::process::{ExitKind, Group};
 
@@ -40,7 +42,7 @@ impl End {
 pub(super) enum State {
     Pending,
     Queued {
-        acquirer: Acquirer,
+        wait: Wait,
         since: Instant,
     },
     Foreign {
@@ -55,6 +57,57 @@ pub(super) enum State {
         last: ExitKind,
     },
     Done(End),
+}
+
+/// How a queued program waits for its locks.
+pub(super) enum Wait {
+    /// Behind another process's ticket: a thread of its own sleeps in the
+    /// kernel until that ticket goes, and tells the loop.
+    Thread(Acquirer),
+    /// Behind a ticket of program `owner` of this same run: no thread. Only
+    /// the loop itself lets go of its own programs' tickets, so it tries
+    /// again (without blocking) once that ticket is no longer `owner`'s. In a
+    /// `run` of conflicting programs, each hand-off then happens on the
+    /// loop's thread, the moment the previous program's locks are released.
+    Behind { pending: Box<Pending>, owner: usize },
+}
+
+impl Wait {
+    /// Gives up its place: every ticket taken so far leaves the queue.
+    pub(super) fn cancel(self) {
+        match self {
+            Wait::Thread(acquirer) => acquirer.cancel(),
+            Wait::Behind { pending, .. } => pending.abandon(),
+        }
+    }
+
+    /// Who is ahead of it on the database it is blocked on.
+    pub(super) fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
+        match self {
+            Wait::Thread(acquirer) => acquirer.holders_now(),
+            Wait::Behind { pending, .. } => pending.holders_now(),
+        }
+    }
+
+    pub(super) fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
+        match self {
+            Wait::Thread(acquirer) => acquirer.has_ticket(dir, id),
+            Wait::Behind { pending, .. } => pending.has_ticket(dir, id),
+        }
+    }
+}
+
+impl State {
+    /// Whether ticket `id` of the queue in `dir` is one this program holds
+    /// or waits with.
+    pub(super) fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
+        match self {
+            State::Queued { wait, .. } => wait.has_ticket(dir, id),
+            State::Foreign { held, .. } => held.has_ticket(dir, id),
+            State::Running(r) => r.held.has_ticket(dir, id),
+            State::Pending | State::Backoff { .. } | State::Done(_) => false,
+        }
+    }
 }
 
 pub(super) struct Running {

@@ -305,3 +305,91 @@ fn a_dotenv_file_reaches_every_program_under_its_own_env() {
     assert!(text(&o.stderr).contains(".env:2:1"), "{}", text(&o.stderr));
     assert!(text(&o.stdout).is_empty(), "nothing started");
 }
+
+/// A program queued behind a program of its own run waits on the run's own
+/// thread; that program may leave a process behind (escaped from its group
+/// with setsid) that keeps the lock: the waiter must then go on waiting, for
+/// that process, and start only once it is gone.
+#[test]
+fn a_program_queued_behind_its_runs_own_program_waits_for_that_programs_leftover() {
+    let env = Env::new();
+    let go = env.path("go");
+    let ready = env.path("leftover.pid");
+    let leftover = env.probe(
+        "leftover",
+        &[
+            "--until",
+            go.to_str().unwrap(),
+            "--pidfile",
+            ready.to_str().unwrap(),
+        ],
+    );
+    // first ends once the leftover has left its group (it writes its pid
+    // file after setsid), so the leftover is not stopped with the group.
+    let mut toml = format!(
+        "[programs.first]\ncommand = [\"sh\", \"-c\", \"setsid {} & while ! test -s {}; do sleep 0.01; done\"]\nwrites = [\"app.db\"]\n",
+        leftover.join(" "),
+        ready.display()
+    );
+    toml += &env.probe_program("second", "", "writes = [\"app.db\"]");
+    env.manifest(&toml);
+    let run = env.spawn(&["run", "first", "second"]);
+    env.wait_event("leftover", |e| e.label == "leftover" && e.what == "start");
+    let journal = env.path(".app.db.dblaunch/journal");
+    wait_until("first's release in the journal", || {
+        fs::read_to_string(&journal).is_ok_and(|j| {
+            j.lines()
+                .any(|l| l.contains("\"released\"") && l.contains("\"first\""))
+        })
+    });
+    // `ps` is answered by the run's loop after it has dealt with first's
+    // end, and second's turn with it.
+    let o = env.run(&["ps", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let second = v["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["program"] == "second")
+        .cloned()
+        .unwrap_or_else(|| panic!("no second in {v}"));
+    assert_eq!(second["state"], "queued", "{second}");
+    assert!(!env.events().iter().any(|e| e.label == "second"));
+    touch(&go);
+    let o = wait_output(run);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let ev = env.events();
+    assert!(start(&ev, "second") > end(&ev, "leftover"));
+    assert_eq!(env.tickets("app.db"), 0);
+}
+
+/// Programs of one run queue behind each other and behind another
+/// dblaunch, in the order they queued: the first waits (in a thread) for
+/// the outside holder, the second (on the loop's thread) for the first.
+#[test]
+fn programs_of_a_run_queued_behind_each_other_and_an_outside_holder_go_in_order() {
+    let env = Env::new();
+    let holder = env.holder(&["exec", "--write", "app.db"], "outside");
+    let mut toml = String::new();
+    for name in ["p1", "p2", "p3"] {
+        toml += &env.probe_program(name, ", \"--hold\", \"20ms\"", "writes = [\"app.db\"]");
+    }
+    env.manifest(&toml);
+    let run = env.spawn(&["run", "p1", "p2", "p3"]);
+    wait_until("the run's programs to queue", || env.tickets("app.db") == 4);
+    touch(&env.path("go"));
+    assert!(wait_output(holder).status.success());
+    let o = wait_output(run);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let ev = env.events();
+    let order = ["outside", "p1", "p2", "p3"];
+    for w in order.windows(2) {
+        assert!(
+            start(&ev, w[1]) > end(&ev, w[0]),
+            "{} started before {} ended",
+            w[1],
+            w[0]
+        );
+    }
+    assert_eq!(env.tickets("app.db"), 0);
+}
