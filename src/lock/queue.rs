@@ -819,6 +819,7 @@ pub fn wait_turn(
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 blockers.pop();
+                drop_departed(dir, blockers);
                 continue;
             }
             Err(e) if is_planted_link(&e) => {
@@ -846,20 +847,34 @@ pub fn wait_turn(
         }
         blockers.pop();
         drop(file);
-        // The older blockers are usually gone by now: one look at the
-        // directory drops them all, instead of one open(2) each on the
-        // hand-off path (names are never reused, so absent means done).
-        if blockers.len() > 1 {
-            if let Ok(entries) = fs::read_dir(dir) {
-                let present: std::collections::HashSet<TicketId> = entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(TicketId::parse))
-                    .collect();
-                blockers.retain(|b| present.contains(b));
-            }
-        }
+        drop_departed(dir, blockers);
     }
     Ok(WaitOutcome::Done)
+}
+
+/// Whether the queue in `dir` has any ticket (false when there is no such
+/// directory yet).
+pub fn has_tickets(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.file_name().to_str().and_then(TicketId::parse).is_some()))
+    })
+}
+
+/// Once the newest blocker is gone, the older ones usually are too: one
+/// look at the directory drops them all, instead of one open(2) each on
+/// the hand-off path (names are never reused, so absent means done). Without
+/// it, the n-th waiter of a queue that finds its predecessor already gone
+/// would try n names in turn.
+fn drop_departed(dir: &Path, blockers: &mut Vec<TicketId>) {
+    if blockers.len() > 1 {
+        if let Ok(entries) = fs::read_dir(dir) {
+            let present: std::collections::HashSet<TicketId> = entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(TicketId::parse))
+                .collect();
+            blockers.retain(|b| present.contains(b));
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -979,6 +994,19 @@ mod tests {
         let db = Database::resolve(Path::new("app.db"), tmp.path()).unwrap();
         let q = Queue::open(&db).unwrap();
         (tmp, q)
+    }
+
+    #[test]
+    fn a_queue_has_tickets_only_while_a_ticket_is_in_it() {
+        let (tmp, q) = queue();
+        assert!(!has_tickets(&tmp.path().join("no such directory")));
+        // The gate (and a journal) are not tickets.
+        fs::write(q.dir().join("journal"), "").unwrap();
+        assert!(!has_tickets(q.dir()));
+        let (ticket, _) = enqueue(&q, Mode::Write);
+        assert!(has_tickets(q.dir()));
+        assert_eq!(ticket.release(), Release::Free);
+        assert!(!has_tickets(q.dir()));
     }
 
     fn enqueue(q: &Queue, mode: Mode) -> (Ticket, Vec<TicketId>) {

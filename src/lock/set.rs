@@ -132,7 +132,15 @@ impl Pending {
         let parents = requests
             .iter()
             .map(|req| {
-                let Some(parent) = inherited::for_lock_dir(&req.db.lock_dir()) else {
+                let lock_dir = req.db.lock_dir();
+                // An ancestor's ticket stays in the queue while it holds the
+                // lock: with no ticket there, no ancestor holds this
+                // database, and this process's descriptors need not be
+                // looked through (a listing of /proc/self/fd per launch).
+                if !queue::has_tickets(&lock_dir) {
+                    return Ok(None);
+                }
+                let Some(parent) = inherited::for_lock_dir(&lock_dir) else {
                     return Ok(None);
                 };
                 if parent.id.mode == Mode::Read && req.mode == Mode::Write {

@@ -154,11 +154,16 @@ impl Supervisor<'_> {
             take_terminal_back(tty);
         }
         reap_exited();
-        match (self.stopped_by, self.failures.first()) {
+        let status = match (self.stopped_by, self.failures.first()) {
             (Some(sig), _) => ExitKind::Signal(sig).status(),
             (None, Some(&(_, code))) => code,
             (None, None) => 0,
-        }
+        };
+        // dblaunch exits next: taking the signal handlers down one by one
+        // (signal-hook copies its registry for each) would be work for
+        // nothing. A signal that comes now is caught and read by no one.
+        std::mem::forget(self.events);
+        status
     }
 
     pub(super) fn announce(&self, message: std::fmt::Arguments<'_>) {
