@@ -280,6 +280,9 @@ pub struct ProbeArgs {
     /// Stay until this file exists
     #[arg(long)]
     pub until: Option<PathBuf>,
+    /// On a signal that ends it, wait until this file exists before ending
+    #[arg(long)]
+    pub linger_until: Option<PathBuf>,
     /// Signals (numbers) to log and otherwise ignore
     #[arg(long = "ignore", value_name = "SIGNO")]
     pub ignore: Vec<i32>,

@@ -87,6 +87,11 @@ pub fn execute(args: ProbeArgs) -> Result<u8, Error> {
         if let Ok(s) = rx.recv_timeout(nap) {
             log(&args, &format!("got {} {}", signals::name(s), now_ns()));
             if !args.ignore.contains(&s) {
+                if let Some(file) = &args.linger_until {
+                    while !file.exists() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
                 log(&args, &format!("end {} {me} {pgid}", now_ns()));
                 return Ok((128 + s) as u8);
             }

@@ -73,11 +73,18 @@ const SLACK: f64 = 0.150;
 #[test]
 fn a_scripted_scenario_comes_back_exactly_from_history_and_metrics() {
     let env = Env::new();
+    // web, stopped to yield, ends only once `web-go` exists: the test lets it
+    // go when w3's wait is in the journal (otherwise w3 could find web gone
+    // before it even looked, and never wait).
+    let web_go = env.path("web-go");
     env.manifest(format!(
-        "[settings]\nstop_timeout = \"2s\"\n{}",
+        "[settings]\nstop_timeout = \"10s\"\n{}",
         env.probe_program(
             "web",
-            ", \"--hold\", \"1h\"",
+            &format!(
+                ", \"--hold\", \"1h\", \"--linger-until\", \"{}\"",
+                web_go.display()
+            ),
             "reads = [\"app.db\"]\nyields = true"
         )
     ));
@@ -132,6 +139,14 @@ fn a_scripted_scenario_comes_back_exactly_from_history_and_metrics() {
     // that wait happens however slow the machine), then 200ms more.
     let go3 = env.path("go3");
     let w3 = exec("w3", "--write", &["--until", go3.to_str().unwrap()]);
+    let journal = env.path(".app.db.dblaunch/journal");
+    wait_until("w3's wait in the journal", || {
+        fs::read_to_string(&journal).is_ok_and(|j| {
+            j.lines()
+                .any(|l| l.contains("\"queued\"") && l.contains("\"w3\""))
+        })
+    });
+    touch(&web_go);
     env.time_of("w3", "start");
     wait_until("web to queue again", || env.tickets("app.db") == 2);
     std::thread::sleep(Duration::from_millis(200));
