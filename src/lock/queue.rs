@@ -852,12 +852,17 @@ pub fn wait_turn(
     Ok(WaitOutcome::Done)
 }
 
+/// The tickets in the queue directory `dir`, in directory order.
+fn ticket_ids(dir: &Path) -> io::Result<impl Iterator<Item = TicketId>> {
+    Ok(fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(TicketId::parse)))
+}
+
 /// Whether the queue in `dir` has any ticket (false when there is no such
 /// directory yet).
 pub fn has_tickets(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|mut entries| {
-        entries.any(|e| e.is_ok_and(|e| e.file_name().to_str().and_then(TicketId::parse).is_some()))
-    })
+    ticket_ids(dir).is_ok_and(|mut ids| ids.next().is_some())
 }
 
 /// Once the newest blocker is gone, the older ones usually are too: one
@@ -867,11 +872,8 @@ pub fn has_tickets(dir: &Path) -> bool {
 /// would try n names in turn.
 fn drop_departed(dir: &Path, blockers: &mut Vec<TicketId>) {
     if blockers.len() > 1 {
-        if let Ok(entries) = fs::read_dir(dir) {
-            let present: std::collections::HashSet<TicketId> = entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(TicketId::parse))
-                .collect();
+        if let Ok(ids) = ticket_ids(dir) {
+            let present: std::collections::HashSet<TicketId> = ids.collect();
             blockers.retain(|b| present.contains(b));
         }
     }

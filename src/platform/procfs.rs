@@ -32,8 +32,6 @@ pub fn start_time(pid: i32) -> Option<u64> {
     rest.nth(18)?.parse().ok()
 }
 
-/// Reads a small /proc file with one read(2): /proc files report size 0, so
-/// `fs::read_to_string` would grow its buffer over several reads.
 /// The kernel's clock for start times: CLOCK_BOOTTIME, read before and after
 /// a process is made, brackets the instant the kernel stamped on it
 /// (`start_boottime`, set in `clone`). [`start_time_between`] turns two
@@ -67,6 +65,8 @@ pub fn start_time_between(
     (a == b).then_some(a)
 }
 
+/// Reads a small /proc file with one read(2): /proc files report size 0, so
+/// `fs::read_to_string` would grow its buffer over several reads.
 fn read_small(path: &str) -> Option<String> {
     use std::io::Read;
     let mut f = fs::File::open(path).ok()?;

@@ -1,9 +1,8 @@
 //! The states of one program (Pending → Queued → Foreign → Running →
 //! Backoff → Done), as data; `lifecycle.rs` holds the transitions.
 
-use std::time::{Duration, Instant};
-
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::lock::{Acquirer, Held, Holder, Mode, Pending, TicketId};
 use crate::output::Pump;
