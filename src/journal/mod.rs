@@ -7,8 +7,8 @@
 //!   tear (on a local filesystem; NFS does not make O_APPEND atomic).
 //! - Size-bounded: past [`max_bytes`] the file is renamed to `journal.1`
 //!   (replacing the previous one) under an exclusive flock of the file
-//!   being rotated, by whoever first notices; writers that still hold the
-//!   old file finish their lines there.
+//!   being rotated, by whoever first notices, who makes the new file at
+//!   once; writers that still hold the old file finish their lines there.
 //! - Group-writable when the lock directory is, whatever the umask.
 //! - Never in the way: a journal that cannot be opened or written is warned
 //!   about once per process, and the program runs all the same.
@@ -115,8 +115,10 @@ impl Journal {
         let full = file.stream_position().is_ok_and(|size| size > max_bytes());
         if full {
             rotate(lock_dir, file);
-            // Later lines go to the new file.
-            self.open.remove(lock_dir);
+            // Later lines go to a new file, made now: readers (`history`,
+            // `tail -F`) never find the journal missing between a rotation
+            // and the next line.
+            *slot = open(lock_dir).map_err(|e| warn_once(lock_dir, &e)).ok();
         }
     }
 }

@@ -466,6 +466,26 @@ fn the_journal_is_rotated_and_stays_bounded() {
     assert!(lines >= 8, "history was kept: {lines} lines");
 }
 
+/// A rotation makes the new journal at once: with a bound of one byte every
+/// line rotates the file, the last one included, and the journal is still
+/// there afterwards (empty), beside the line in `journal.1`.
+#[test]
+fn a_journal_rotated_by_the_last_line_is_made_again_at_once() {
+    let env = Env::new();
+    let o = env
+        .cmd(&["exec", "--write", "app.db", "--", "true"])
+        .env("DBLAUNCH_JOURNAL_MAX_BYTES", "1")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let dir = env.path(".app.db.dblaunch");
+    let current = fs::read_to_string(dir.join("journal")).expect("the journal after a rotation");
+    assert_eq!(current, "");
+    let rotated = fs::read_to_string(dir.join("journal.1")).unwrap();
+    assert_eq!(rotated.lines().count(), 1, "{rotated}");
+    assert!(rotated.contains("\"released\""), "{rotated}");
+}
+
 /// A line that is not an event (torn by a full disk, edited by hand) is
 /// skipped with a warning naming it; the rest is read.
 #[test]
