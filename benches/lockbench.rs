@@ -11,7 +11,10 @@
 //!    one holder's last instruction to the next holder's first, from a
 //!    monotonic clock logged by the programs themselves;
 //! 3. throughput with 8 and 64 contenders (jobs per second, and CPU per
-//!    job), and with 64 of which 30% read: 8 jobs of 1 ms per contender;
+//!    job), and with 64 of which 30% read: 8 jobs of 1 ms per contender.
+//!    Measures 2 and 3 run in 5 rounds, the two tools side by side and
+//!    taking turns to go first; their ratios are the medians of the rounds'
+//!    ratios (see `paired`);
 //! 4. scaling: jobs/s and CPU per job (the tool plus its command, from
 //!    getrusage of the reaped children) with 1, 8, 64 and 256 contenders:
 //!    whether the cost of a launch grows with the queue;
@@ -29,6 +32,9 @@ const DBLAUNCH: &str = env!("CARGO_BIN_EXE_dblaunch");
 
 struct Config {
     launches: usize,
+    /// Rounds of each contention measure, the two tools alternated (see
+    /// [`paired`]).
+    rounds: usize,
     handoff_jobs: usize,
     idle: Duration,
     starvation_readers: usize,
@@ -78,6 +84,7 @@ fn main() {
     let cfg = if quick {
         Config {
             launches: 30,
+            rounds: 1,
             handoff_jobs: 5,
             idle: Duration::from_millis(500),
             starvation_readers: 10,
@@ -85,6 +92,7 @@ fn main() {
     } else {
         Config {
             launches: 300,
+            rounds: 5,
             handoff_jobs: 40,
             idle: Duration::from_millis(1500),
             starvation_readers: 40,
@@ -106,9 +114,9 @@ fn main() {
     // As the issue that set the targets measured them: 8 jobs of 1 ms per
     // contender. (The scaling table below runs jobs of 0 ms: CPU-bound.)
     let jobs = if quick { 2 } else { 8 };
-    let t8 = throughput(8, jobs);
-    let t64 = throughput(64, jobs);
-    let t64r = throughput_mixed(64, jobs, 30);
+    let t8 = throughput(cfg.rounds, 8, jobs);
+    let t64 = throughput(cfg.rounds, 64, jobs);
+    let t64r = throughput_mixed(cfg.rounds, 64, jobs, 30);
     let scale = scaling(if quick {
         &[(1, 20), (8, 4), (64, 1)]
     } else {
@@ -134,9 +142,9 @@ fn main() {
     );
     println!(
         "| hand-off latency, median, 8 contenders | {} | {} | {:.2}x | <= 1.0x |",
-        ms(handoff.0),
-        ms(handoff.1),
-        ratio(handoff.1, handoff.0)
+        ms(handoff.tools.0),
+        ms(handoff.tools.1),
+        handoff.ratio
     );
     t8.print_rows("8 contenders", "");
     t64.print_rows("64 contenders", ">= 1.0x");
@@ -371,10 +379,13 @@ fn scaling(counts: &[(usize, usize)]) -> Vec<(usize, [(f64, Duration); 2])> {
     rows
 }
 
-/// Jobs per second and CPU per job of each tool (flock(1) first).
+/// Jobs per second and CPU per job of each tool (flock(1) first): the
+/// medians over the rounds, and the medians of the rounds' ratios.
 struct Throughput {
     rate: (f64, f64),
+    rate_ratio: f64,
     cpu: (Duration, Duration),
+    cpu_ratio: f64,
 }
 
 impl Throughput {
@@ -382,24 +393,70 @@ impl Throughput {
     fn print_rows(&self, who: &str, target: &str) {
         println!(
             "| throughput, {who}, 8 jobs of 1 ms each: jobs/s | {:.0} | {:.0} | {:.2}x | {target} |",
-            self.rate.0,
-            self.rate.1,
-            self.rate.1 / self.rate.0
+            self.rate.0, self.rate.1, self.rate_ratio
         );
         println!(
             "| same run, CPU per job (user + sys, the job included) | {} | {} | {:.2}x | |",
             ms(self.cpu.0),
             ms(self.cpu.1),
-            ratio(self.cpu.1, self.cpu.0)
+            self.cpu_ratio
         );
+    }
+}
+
+/// Runs `measure` once per tool in each of `rounds` rounds, alternating
+/// which tool goes first (flock(1) in even rounds, dblaunch in odd ones).
+/// A single run of each, one after the other, puts whatever the machine
+/// does meanwhile (another tenant, a cache, the clock rate) into the
+/// ratio; the ratio of runs made side by side, round by round, cancels
+/// most of it. Returns each tool's results, round by round.
+fn paired<T>(rounds: usize, mut measure: impl FnMut(Tool, usize) -> T) -> [Vec<T>; 2] {
+    let mut out = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let tool = [Tool::Flock, Tool::Dblaunch][k];
+            out[k].push(measure(tool, round));
+        }
+    }
+    out
+}
+
+/// The median of `v` (not empty).
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The medians of each tool's results, and the median of the per-round
+/// ratios dblaunch / flock(1).
+struct Paired<T> {
+    tools: (T, T),
+    ratio: f64,
+}
+
+fn summarise(results: [Vec<f64>; 2]) -> Paired<f64> {
+    let ratios = results[1]
+        .iter()
+        .zip(&results[0])
+        .map(|(d, f)| d / f)
+        .collect();
+    let [f, d] = results;
+    Paired {
+        tools: (median_f(f), median_f(d)),
+        ratio: median_f(ratios),
     }
 }
 
 /// Jobs per second and CPU per job of each tool, with `readers_pct` percent
 /// of the contenders reading; every job holds its lock for 1 ms.
-fn throughput_mixed(contenders: usize, jobs: usize, readers_pct: usize) -> Throughput {
-    let mut out = Vec::new();
-    for tool in [Tool::Flock, Tool::Dblaunch] {
+fn throughput_mixed(
+    rounds: usize,
+    contenders: usize,
+    jobs: usize,
+    readers_pct: usize,
+) -> Throughput {
+    let results = paired(rounds, |tool, round| {
         let cpu0 = children_cpu();
         let (wall, _, _dir) = contend_mixed(tool, contenders, jobs, "1ms", readers_pct);
         let n = contenders * jobs;
@@ -411,15 +468,26 @@ fn throughput_mixed(contenders: usize, jobs: usize, readers_pct: usize) -> Throu
             String::new()
         };
         println!(
-            "throughput ({contenders} contenders x {jobs} jobs of 1 ms{readers}): {}: {rate:.0} jobs/s, CPU per job {}",
+            "throughput ({contenders} contenders x {jobs} jobs of 1 ms{readers}), round {}: {}: {rate:.0} jobs/s, CPU per job {}",
+            round + 1,
             tool.name(),
             ms(cpu)
         );
-        out.push((rate, cpu));
-    }
+        (rate, cpu.as_secs_f64())
+    });
+    let [f, d] = results;
+    let split = |v: &Vec<(f64, f64)>| -> (Vec<f64>, Vec<f64>) { v.iter().copied().unzip() };
+    let ((f_rate, f_cpu), (d_rate, d_cpu)) = (split(&f), split(&d));
+    let rate = summarise([f_rate, d_rate]);
+    let cpu = summarise([f_cpu, d_cpu]);
     Throughput {
-        rate: (out[0].0, out[1].0),
-        cpu: (out[0].1, out[1].1),
+        rate: rate.tools,
+        rate_ratio: rate.ratio,
+        cpu: (
+            Duration::from_secs_f64(cpu.tools.0),
+            Duration::from_secs_f64(cpu.tools.1),
+        ),
+        cpu_ratio: cpu.ratio,
     }
 }
 
@@ -447,26 +515,35 @@ fn gaps(log: &Path) -> Vec<Duration> {
         .collect()
 }
 
-fn handoff_latency(cfg: &Config, contenders: usize) -> (Duration, Duration) {
-    let mut out = Vec::new();
-    for tool in [Tool::Flock, Tool::Dblaunch] {
+/// The median hand-off of each tool (the median over the rounds of each
+/// round's median), and the median of the rounds' ratios.
+fn handoff_latency(cfg: &Config, contenders: usize) -> Paired<Duration> {
+    let results = paired(cfg.rounds, |tool, round| {
         let (g, _) = contend(tool, contenders, cfg.handoff_jobs, "2ms");
         let (med, p90) = (median(g.clone()), percentile(g.clone(), 0.9));
         println!(
-            "hand-off ({contenders} contenders x {} jobs): {}: median {}, p90 {} over {} hand-offs",
+            "hand-off ({contenders} contenders x {} jobs), round {}: {}: median {}, p90 {} over {} hand-offs",
             cfg.handoff_jobs,
+            round + 1,
             tool.name(),
             ms(med),
             ms(p90),
             g.len()
         );
-        out.push(med);
+        med.as_secs_f64()
+    });
+    let p = summarise(results);
+    Paired {
+        tools: (
+            Duration::from_secs_f64(p.tools.0),
+            Duration::from_secs_f64(p.tools.1),
+        ),
+        ratio: p.ratio,
     }
-    (out[0], out[1])
 }
 
-fn throughput(contenders: usize, jobs: usize) -> Throughput {
-    throughput_mixed(contenders, jobs, 0)
+fn throughput(rounds: usize, contenders: usize, jobs: usize) -> Throughput {
+    throughput_mixed(rounds, contenders, jobs, 0)
 }
 
 /// CPU ticks (utime+stime of all threads) and context switches of `pid`.
