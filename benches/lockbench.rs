@@ -382,10 +382,8 @@ fn scaling(counts: &[(usize, usize)]) -> Vec<(usize, [(f64, Duration); 2])> {
 /// Jobs per second and CPU per job of each tool (flock(1) first): the
 /// medians over the rounds, and the medians of the rounds' ratios.
 struct Throughput {
-    rate: (f64, f64),
-    rate_ratio: f64,
-    cpu: (Duration, Duration),
-    cpu_ratio: f64,
+    rate: Paired<f64>,
+    cpu: Paired<Duration>,
 }
 
 impl Throughput {
@@ -393,13 +391,13 @@ impl Throughput {
     fn print_rows(&self, who: &str, target: &str) {
         println!(
             "| throughput, {who}, 8 jobs of 1 ms each: jobs/s | {:.0} | {:.0} | {:.2}x | {target} |",
-            self.rate.0, self.rate.1, self.rate_ratio
+            self.rate.tools.0, self.rate.tools.1, self.rate.ratio
         );
         println!(
             "| same run, CPU per job (user + sys, the job included) | {} | {} | {:.2}x | |",
-            ms(self.cpu.0),
-            ms(self.cpu.1),
-            self.cpu_ratio
+            ms(self.cpu.tools.0),
+            ms(self.cpu.tools.1),
+            self.cpu.ratio
         );
     }
 }
@@ -433,6 +431,19 @@ fn median_f(mut v: Vec<f64>) -> f64 {
 struct Paired<T> {
     tools: (T, T),
     ratio: f64,
+}
+
+impl Paired<f64> {
+    /// The same, with the results in seconds as durations.
+    fn seconds(self) -> Paired<Duration> {
+        Paired {
+            tools: (
+                Duration::from_secs_f64(self.tools.0),
+                Duration::from_secs_f64(self.tools.1),
+            ),
+            ratio: self.ratio,
+        }
+    }
 }
 
 fn summarise(results: [Vec<f64>; 2]) -> Paired<f64> {
@@ -478,16 +489,9 @@ fn throughput_mixed(
     let [f, d] = results;
     let split = |v: &Vec<(f64, f64)>| -> (Vec<f64>, Vec<f64>) { v.iter().copied().unzip() };
     let ((f_rate, f_cpu), (d_rate, d_cpu)) = (split(&f), split(&d));
-    let rate = summarise([f_rate, d_rate]);
-    let cpu = summarise([f_cpu, d_cpu]);
     Throughput {
-        rate: rate.tools,
-        rate_ratio: rate.ratio,
-        cpu: (
-            Duration::from_secs_f64(cpu.tools.0),
-            Duration::from_secs_f64(cpu.tools.1),
-        ),
-        cpu_ratio: cpu.ratio,
+        rate: summarise([f_rate, d_rate]),
+        cpu: summarise([f_cpu, d_cpu]).seconds(),
     }
 }
 
@@ -532,14 +536,7 @@ fn handoff_latency(cfg: &Config, contenders: usize) -> Paired<Duration> {
         );
         med.as_secs_f64()
     });
-    let p = summarise(results);
-    Paired {
-        tools: (
-            Duration::from_secs_f64(p.tools.0),
-            Duration::from_secs_f64(p.tools.1),
-        ),
-        ratio: p.ratio,
-    }
+    summarise(results).seconds()
 }
 
 fn throughput(rounds: usize, contenders: usize, jobs: usize) -> Throughput {
