@@ -1,7 +1,7 @@
 //! Spawning one program: its own process group, the lock descriptors it
 //! must inherit, death with dblaunch, and the terminal when it is interactive.
 
-use std::ffi::{CString, OsString};
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -134,7 +134,11 @@ struct Prepared {
     /// searched in PATH, as execvp does).
     candidates: Vec<CString>,
     argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// The variables kept from dblaunch's own environment: pointers into
+    /// it, not copies (see [`own_environment`]).
+    kept: Vec<*const libc::c_char>,
+    /// The launch's own settings, `NAME=value`; they follow `kept`.
+    settings: Vec<CString>,
     cwd: Option<CString>,
 }
 
@@ -152,35 +156,41 @@ impl Prepared {
             .collect::<io::Result<Vec<_>>>()?;
         // The program's environment: ours, then the launch's settings (the
         // last one of a name wins), without the internal hand-off variable.
-        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(k, _)| k != READY_FD_ENV && !launch.env.iter().any(|(n, _)| k == n.as_str()))
-            .collect();
-        for (k, v) in launch.env {
-            if k != READY_FD_ENV {
-                env.retain(|(n, _)| n != k.as_str());
-                env.push((k.into(), v.into()));
-            }
-        }
-        let envp = env
+        let settings: Vec<(&str, &str)> = launch
+            .env
             .iter()
-            .map(|(k, v)| {
-                let mut kv = k.as_bytes().to_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                c(&kv)
+            .enumerate()
+            .filter(|&(i, (k, _))| {
+                k != READY_FD_ENV && !launch.env[i + 1..].iter().any(|(n, _)| n == k)
             })
+            .map(|(_, (k, v))| (k.as_str(), v.as_str()))
+            .collect();
+        let kept: Vec<(&[u8], &CStr)> = own_environment()
+            .filter_map(|entry| Some((env_name(entry.to_bytes())?, entry)))
+            .filter(|&(name, _)| {
+                name != READY_FD_ENV.as_bytes()
+                    && !settings.iter().any(|(k, _)| k.as_bytes() == name)
+            })
+            .collect();
+        let settings_c = settings
+            .iter()
+            .map(|(k, v)| c(format!("{k}={v}").as_bytes()))
             .collect::<io::Result<Vec<_>>>()?;
         // A bare name is looked up in the program's PATH (as std's Command
         // does when the PATH is changed), else the default path of execvp.
         let candidates = if program.contains('/') || program.is_empty() {
             vec![c(program.as_bytes())?]
         } else {
-            let path = env.iter().find(|(k, _)| k == "PATH").map_or_else(
-                || OsString::from("/usr/local/bin:/bin:/usr/bin"),
-                |(_, v)| v.clone(),
-            );
-            path.as_bytes()
-                .split(|&b| b == b':')
+            let path: &[u8] = match settings.iter().find(|(k, _)| *k == "PATH") {
+                Some((_, v)) => v.as_bytes(),
+                None => kept
+                    .iter()
+                    .find(|(name, _)| *name == b"PATH")
+                    .map_or(b"/usr/local/bin:/bin:/usr/bin", |(_, entry)| {
+                        &entry.to_bytes()[b"PATH=".len()..]
+                    }),
+            };
+            path.split(|&b| b == b':')
                 .map(|dir| {
                     let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
                     let mut full = dir.to_vec();
@@ -197,7 +207,8 @@ impl Prepared {
         Ok(Prepared {
             candidates,
             argv,
-            envp,
+            kept: kept.iter().map(|(_, entry)| entry.as_ptr()).collect(),
+            settings: settings_c,
             cwd,
         })
     }
@@ -209,8 +220,48 @@ impl Prepared {
         null_terminated(&self.argv)
     }
     fn envp_ptrs(&self) -> Vec<*const libc::c_char> {
-        null_terminated(&self.envp)
+        self.kept
+            .iter()
+            .copied()
+            .chain(null_terminated(&self.settings))
+            .collect()
     }
+}
+
+/// dblaunch's own environment, `NAME=value` entries as the C library keeps
+/// them. Borrowed, not copied: copying every variable into a map and back
+/// into C strings was a tenth of a launch's instructions.
+fn own_environment() -> impl Iterator<Item = &'static CStr> {
+    unsafe extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: `environ` is the C library's null-terminated array of
+    // NUL-terminated strings. dblaunch never changes its own environment
+    // (no set_var, putenv or unsetenv anywhere, in it or its libraries), so
+    // the array and its strings stay as they are for the process's lifetime.
+    let mut next = unsafe { environ };
+    std::iter::from_fn(move || {
+        if next.is_null() {
+            return None;
+        }
+        // SAFETY: `next` points into the array, at or before its null end.
+        let entry = unsafe { *next };
+        if entry.is_null() {
+            return None;
+        }
+        // SAFETY: as above; the entry is a NUL-terminated string.
+        unsafe {
+            next = next.add(1);
+            Some(CStr::from_ptr(entry))
+        }
+    })
+}
+
+/// The name of a `NAME=value` entry, as std reads it (a leading `=` belongs
+/// to the name); `None` for an entry without `=`, which std skips.
+fn env_name(entry: &[u8]) -> Option<&[u8]> {
+    let at = entry.iter().skip(1).position(|&b| b == b'=')? + 1;
+    Some(&entry[..at])
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
@@ -370,5 +421,88 @@ fn classify(command: String, source: io::Error) -> SpawnError {
             SpawnError::NotExecutable { command, source }
         }
         _ => SpawnError::Other { command, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(ptrs: &[*const libc::c_char]) -> Vec<String> {
+        let (last, entries) = ptrs.split_last().expect("null-terminated");
+        assert!(last.is_null());
+        entries
+            .iter()
+            // SAFETY: every pointer but the last is a live C string of `Prepared`
+            // or of the environment.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_environment_is_ours_then_the_launchs_settings_last_one_wins() {
+        let env = [
+            ("DBLAUNCH_TEST_A".to_owned(), "1".to_owned()),
+            ("PATH".to_owned(), "/nowhere:/elsewhere".to_owned()),
+            (READY_FD_ENV.to_owned(), "7".to_owned()),
+            ("DBLAUNCH_TEST_A".to_owned(), "2".to_owned()),
+        ];
+        let argv = ["prog".to_owned()];
+        let launch = Launch {
+            argv: &argv,
+            cwd: None,
+            env: &env,
+            inherit: &[],
+            terminal: None,
+            stdio: Stdio::Inherit,
+        };
+        let prepared = Prepared::new(&launch, "prog").unwrap();
+        let envp = strings(&prepared.envp_ptrs());
+        let ours: Vec<String> = std::env::vars_os()
+            .filter(|(k, _)| k != "PATH" && k != "DBLAUNCH_TEST_A" && k != READY_FD_ENV)
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect();
+        let mut expected = ours;
+        expected.push("PATH=/nowhere:/elsewhere".to_owned());
+        expected.push("DBLAUNCH_TEST_A=2".to_owned());
+        assert_eq!(envp, expected);
+        // The program is looked up in the launch's PATH.
+        assert_eq!(
+            strings(&prepared.candidates_ptrs()),
+            ["/nowhere/prog", "/elsewhere/prog"]
+        );
+    }
+
+    #[test]
+    fn without_settings_the_program_is_looked_up_in_our_path() {
+        let argv = ["prog".to_owned()];
+        let launch = Launch {
+            argv: &argv,
+            cwd: None,
+            env: &[],
+            inherit: &[],
+            terminal: None,
+            stdio: Stdio::Inherit,
+        };
+        let prepared = Prepared::new(&launch, "prog").unwrap();
+        let ours: Vec<String> = std::env::vars_os()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect();
+        assert_eq!(strings(&prepared.envp_ptrs()), ours);
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/bin:/usr/bin".into());
+        let expected: Vec<String> = path
+            .split(':')
+            .map(|d| format!("{}/prog", if d.is_empty() { "." } else { d }))
+            .collect();
+        assert_eq!(strings(&prepared.candidates_ptrs()), expected);
+    }
+
+    #[test]
+    fn env_names_are_read_as_std_reads_them() {
+        assert_eq!(env_name(b"A=1"), Some(&b"A"[..]));
+        assert_eq!(env_name(b"A=1=2"), Some(&b"A"[..]));
+        assert_eq!(env_name(b"=C:=x"), Some(&b"=C:"[..]));
+        assert_eq!(env_name(b"NOEQUALS"), None);
+        assert_eq!(env_name(b""), None);
     }
 }
