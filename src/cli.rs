@@ -23,16 +23,53 @@ pub struct Cli {
     #[arg(short = 'f', long = "file", env = "DBLAUNCH_FILE", value_name = "FILE")]
     pub file: Option<PathBuf>,
 
-    /// More detail about what dblaunch does (-vv for even more)
-    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
-    pub verbose: u8,
-
-    /// Only errors from dblaunch itself; programs' output is untouched
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+// `-v` and `-q`, before the subcommand (SPEC.md) or after it: every
+// subcommand takes them too (through `Lazy`), and `Cli::verbosity` adds the
+// two up.
+//
+// Not clap's `global = true`: clap copies a global argument into every
+// subcommand on each parse, and fills in its value in each afterwards; for
+// two arguments and fourteen subcommands that was 12% of the instructions of
+// a whole `dblaunch exec`.
+//
+// (Plain comments: clap makes a flattened struct's doc comment the about
+// text of the command it is flattened into.)
+#[derive(Debug, Args, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verbosity {
+    /// More detail about what dblaunch does (-vv for even more)
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors from dblaunch itself; programs' output is untouched
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// The `-v` and `-q` given before and after the subcommand, together;
+    /// an error if that makes both.
+    pub fn verbosity(&self) -> Result<Verbosity, clap::Error> {
+        let sub = self.command.verbosity();
+        let both = Verbosity {
+            verbose: self.verbosity.verbose.saturating_add(sub.verbose),
+            quiet: self.verbosity.quiet || sub.quiet,
+        };
+        if both.quiet && both.verbose > 0 {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            return Err(cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--quiet' cannot be used with '--verbose'",
+            ));
+        }
+        Ok(both)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,32 +95,50 @@ pub enum Command {
     /// Gracefully stop programs of this manifest running under any dblaunch
     Stop(Lazy<StopArgs>),
     /// Validate the manifest and show each program's locks and conflicts
-    Check,
+    Check(Lazy<NoArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
+    Completions(Lazy<CompletionsArgs>),
     /// Print the man page (roff), e.g. `dblaunch man > dblaunch.1`
-    Man,
+    Man(Lazy<NoArgs>),
     /// Test fixture: a program that records what happens to it
     #[command(name = "__probe", hide = true)]
     Probe(Lazy<ProbeArgs>),
 }
 
-/// A subcommand's arguments, made into clap's definitions only when that
-/// subcommand is parsed or shown (clap's `Command::defer`). Every launch
-/// parses its command line, and building every subcommand's arguments to
-/// parse `exec` cost a launch a few percent of its CPU and of its page faults.
+impl Command {
+    /// The `-v` and `-q` given after the subcommand.
+    fn verbosity(&self) -> Verbosity {
+        match self {
+            Command::Run(l) | Command::Start(l) => l.1,
+            Command::Logs(l) => l.1,
+            Command::Ps(l) => l.1,
+            Command::Restart(l) => l.1,
+            Command::Exec(l) => l.1,
+            Command::Status(l) => l.1,
+            Command::History(l) => l.1,
+            Command::Metrics(l) => l.1,
+            Command::Stop(l) => l.1,
+            Command::Check(l) | Command::Man(l) => l.1,
+            Command::Completions(l) => l.1,
+            Command::Probe(l) => l.1,
+        }
+    }
+}
+
+/// A subcommand's arguments (and its `-v`/`-q`), made into clap's
+/// definitions only when that subcommand is parsed or shown (clap's
+/// `Command::defer`). Every launch parses its command line, and building
+/// every subcommand's arguments to parse `exec` cost a launch a few percent
+/// of its CPU and of its page faults.
 #[derive(Debug)]
-pub struct Lazy<T>(pub T);
+pub struct Lazy<T>(pub T, pub Verbosity);
 
 impl<T: Args> Args for Lazy<T> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        cmd.defer(T::augment_args)
+        cmd.defer(|cmd| Verbosity::augment_args(T::augment_args(cmd)))
     }
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        cmd.defer(T::augment_args_for_update)
+        cmd.defer(|cmd| Verbosity::augment_args_for_update(T::augment_args_for_update(cmd)))
     }
     fn group_id() -> Option<clap::Id> {
         T::group_id()
@@ -92,20 +147,41 @@ impl<T: Args> Args for Lazy<T> {
 
 impl<T: FromArgMatches> FromArgMatches for Lazy<T> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        T::from_arg_matches(matches).map(Lazy)
+        Ok(Lazy(
+            T::from_arg_matches(matches)?,
+            Verbosity::from_arg_matches(matches)?,
+        ))
     }
     fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
-        T::from_arg_matches_mut(matches).map(Lazy)
+        Ok(Lazy(
+            T::from_arg_matches_mut(matches)?,
+            Verbosity::from_arg_matches_mut(matches)?,
+        ))
     }
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        self.0.update_from_arg_matches(matches)
+        self.0.update_from_arg_matches(matches)?;
+        self.1.update_from_arg_matches(matches)
     }
     fn update_from_arg_matches_mut(&mut self, matches: &mut ArgMatches) -> Result<(), clap::Error> {
-        self.0.update_from_arg_matches_mut(matches)
+        self.0.update_from_arg_matches_mut(matches)?;
+        self.1.update_from_arg_matches_mut(matches)
     }
 }
 
-/// How long to queue for a busy database.
+// A subcommand that takes no arguments of its own (a plain comment, as for
+// `Verbosity`).
+#[derive(Debug, Args)]
+pub struct NoArgs {}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+// How long to queue for a busy database. (A plain comment: clap makes a
+// flattened struct's doc comment the about text of the command it is
+// flattened into, and `exec --help` and `run --help` opened with this line.)
 #[derive(Debug, Args, Clone, Copy)]
 pub struct WaitArgs {
     /// Give up with status 75 if a database stays busy this long (500ms, 30s, 10m)
@@ -327,11 +403,65 @@ mod tests {
             "--flag",
         ])
         .unwrap();
-        let Command::Exec(Lazy(e)) = cli.command else {
+        let Command::Exec(Lazy(e, _)) = cli.command else {
             panic!()
         };
         assert_eq!(e.command, ["cmd", "--flag"]);
         assert_eq!(e.wait.limit(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn each_subcommand_keeps_its_own_about_once_built() {
+        // Clap makes a flattened struct's doc comment the about text of the
+        // command it is flattened into, once the (deferred) arguments are
+        // built: `exec --help` opened with WaitArgs' doc comment.
+        let mut cli = Cli::command();
+        let abouts = |cli: &clap::Command| -> Vec<(String, String)> {
+            cli.get_subcommands()
+                .map(|s| {
+                    let about = s.get_about().map(|a| a.to_string()).unwrap_or_default();
+                    (s.get_name().to_owned(), about)
+                })
+                .collect()
+        };
+        let before = abouts(&cli);
+        cli.build();
+        let after = abouts(&cli);
+        assert_eq!(before.len(), 14);
+        for ((name, about), built) in before.iter().zip(&after) {
+            assert!(!about.is_empty(), "{name} has no about");
+            assert_eq!((name, about), (&built.0, &built.1));
+        }
+    }
+
+    #[test]
+    fn verbosity_is_taken_before_and_after_the_subcommand() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args.iter().copied()).map_err(|e| e.kind())?;
+            cli.verbosity().map_err(|e| e.kind())
+        };
+        let v = |verbose, quiet| Ok(Verbosity { verbose, quiet });
+        let exec = ["exec", "--write", "a", "--", "x"];
+        let with = |before: &[&'static str], after: &[&'static str]| {
+            let mut args = vec!["dblaunch"];
+            args.extend_from_slice(before);
+            args.push(exec[0]);
+            args.extend_from_slice(after);
+            args.extend_from_slice(&exec[1..]);
+            parse(&args)
+        };
+        assert_eq!(with(&[], &[]), v(0, false));
+        assert_eq!(with(&["-q"], &[]), v(0, true));
+        assert_eq!(with(&[], &["-q"]), v(0, true));
+        assert_eq!(with(&["-v"], &["-v"]), v(2, false));
+        assert_eq!(with(&["-vv"], &[]), v(2, false));
+        let conflict = Err(clap::error::ErrorKind::ArgumentConflict);
+        assert_eq!(with(&["-q"], &["-v"]), conflict);
+        assert_eq!(with(&["-v"], &["-q"]), conflict);
+        assert_eq!(with(&[], &["-q", "-v"]), conflict);
+        assert_eq!(with(&["-q", "-v"], &[]), conflict);
+        assert_eq!(parse(&["dblaunch", "check", "-q"]), v(0, true));
+        assert_eq!(parse(&["dblaunch", "-v", "man"]), v(1, false));
     }
 
     #[test]
