@@ -1,12 +1,12 @@
 //! dblaunch against flock(1), side by side in one run, reported as ratios.
 //!
-//!     cargo bench --bench lockbench            # full run (about a minute)
+//!     cargo bench --bench lockbench            # full run (about three minutes)
 //!     cargo bench --bench lockbench -- --quick # smoke run (CI)
 //!
 //! Measures:
 //! 1. one launch: wall time (median) and CPU time (user + sys, mean) of
 //!    `exec --write db -- true` vs `flock -x db.lock true` (and bare `true`
-//!    as the floor), interleaved;
+//!    as the floor), interleaved, and page faults (mean);
 //! 2. hand-off latency: 8 processes contend for one database; the time from
 //!    one holder's last instruction to the next holder's first, from a
 //!    monotonic clock logged by the programs themselves;
@@ -141,6 +141,12 @@ fn main() {
         ratio(launch.cpu.1, launch.cpu.0)
     );
     println!(
+        "| one launch of `LOCK true`, page faults (`true` included) | {:.0} | {:.0} | {:.2}x | |",
+        launch.faults.0,
+        launch.faults.1,
+        launch.faults.1 / launch.faults.0
+    );
+    println!(
         "| hand-off latency, median, 8 contenders | {} | {} | {:.2}x | <= 1.0x |",
         ms(handoff.tools.0),
         ms(handoff.tools.1),
@@ -242,12 +248,13 @@ fn launch_overhead(cfg: &Config) -> Launch {
     // CPU time (user + system, from getrusage of the reaped children) of
     // each tool's launches, `true` included, summed over the interleaved runs.
     let mut cpu = [Duration::ZERO; 2];
+    let mut faults = [0u64; 2];
     for _ in 0..cfg.launches {
         let t = Instant::now();
         Command::new("true").status().unwrap();
         bare.push(t.elapsed());
         for (k, tool) in [Tool::Flock, Tool::Dblaunch].into_iter().enumerate() {
-            let cpu0 = children_cpu();
+            let (cpu0, faults0) = (children_cpu(), children_faults());
             let t = Instant::now();
             assert!(
                 tool.command(dir.path(), true, &["true"])
@@ -257,6 +264,7 @@ fn launch_overhead(cfg: &Config) -> Launch {
             );
             [&mut flock, &mut dbl][k].push(t.elapsed());
             cpu[k] += children_cpu() - cpu0;
+            faults[k] += children_faults() - faults0;
         }
     }
     let (b, f, d) = (median(bare), median(flock), median(dbl));
@@ -275,16 +283,20 @@ fn launch_overhead(cfg: &Config) -> Launch {
         ms(per(cpu[0])),
         ms(per(cpu[1]))
     );
+    let per_launch = |n: u64| n as f64 / cfg.launches as f64;
     Launch {
         wall: (f, d),
         cpu: (per(cpu[0]), per(cpu[1])),
+        faults: (per_launch(faults[0]), per_launch(faults[1])),
     }
 }
 
-/// One uncontended launch of each tool: median wall time and mean CPU time.
+/// One uncontended launch of each tool: median wall time, mean CPU time and
+/// mean page faults (minor faults, `true` included).
 struct Launch {
     wall: (Duration, Duration),
     cpu: (Duration, Duration),
+    faults: (f64, f64),
 }
 
 /// `contenders` loops of `jobs` each; every job is the probe logging its
@@ -353,6 +365,17 @@ fn children_cpu() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Minor page faults of every child this process has reaped so far. A
+/// launch's are mostly the tool's code being mapped in: a stale
+/// `startup.order` shows here first (see build.rs).
+fn children_faults() -> u64 {
+    // SAFETY: as in children_cpu.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    ru.ru_minflt as u64
 }
 
 /// Jobs per second and CPU per job (the tool and its command, which is the
