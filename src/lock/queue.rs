@@ -952,17 +952,21 @@ fn read_record(file: &File) -> Result<Record, String> {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let mut buf = vec![0u8; MAX_RECORD as usize];
+        // A record is a few hundred bytes: start small and grow up to the
+        // limit (a zeroed 64 KiB buffer per read was a fifth of the
+        // instructions of a `run` of 30 queued programs).
+        let mut buf = vec![0u8; 1024];
         let mut len = 0;
         loop {
+            if len == buf.len() {
+                if len as u64 >= MAX_RECORD {
+                    return Err("it is larger than any dblaunch record".to_owned());
+                }
+                buf.resize((len * 2).min(MAX_RECORD as usize), 0);
+            }
             match file.read_at(&mut buf[len..], len as u64) {
                 Ok(0) => break,
-                Ok(n) => {
-                    len += n;
-                    if len == buf.len() {
-                        return Err("it is larger than any dblaunch record".to_owned());
-                    }
-                }
+                Ok(n) => len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("cannot read it: {e}")),
             }
@@ -996,6 +1000,26 @@ mod tests {
         let db = Database::resolve(Path::new("app.db"), tmp.path()).unwrap();
         let q = Queue::open(&db).unwrap();
         (tmp, q)
+    }
+
+    #[test]
+    fn records_of_any_size_up_to_the_limit_are_read_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("record");
+        for name_len in [1, 700, 1024, 5000, 40_000] {
+            let owner = Owner {
+                program: "p".repeat(name_len),
+                command: vec!["p".into()],
+            };
+            let record = Record::waiting(&owner, Mode::Read);
+            fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+            let read = read_record(&File::open(&path).unwrap()).unwrap();
+            assert_eq!(read.program.len(), name_len);
+            assert_eq!(read.pid, record.pid);
+        }
+        fs::write(&path, vec![b' '; MAX_RECORD as usize]).unwrap();
+        let too_big = read_record(&File::open(&path).unwrap()).unwrap_err();
+        assert!(too_big.contains("larger than any"), "{too_big}");
     }
 
     #[test]
