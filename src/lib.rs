@@ -29,8 +29,12 @@ pub use crate::platform::procfs;
 
 /// Parses the command line, runs the subcommand and returns the exit status.
 pub fn run() -> u8 {
-    let cli = match parse() {
-        Ok(cli) => cli,
+    let parsed = parse().and_then(|cli| {
+        let verbosity = cli.verbosity()?;
+        Ok((cli, verbosity))
+    });
+    let (cli, verbosity) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // --help and --version print to stdout and succeed; usage errors
             // exit 2. A closed stdout is not an error worth reporting.
@@ -40,13 +44,6 @@ pub fn run() -> u8 {
             } else {
                 0
             };
-        }
-    };
-    let verbosity = match cli.verbosity() {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = e.print();
-            return error::code::USAGE;
         }
     };
     logging::init(verbosity.verbose, verbosity.quiet);
