@@ -105,6 +105,11 @@ fn linker_takes(args: &[String]) -> bool {
         .arg(&source);
     let flags = var("CARGO_ENCODED_RUSTFLAGS");
     probe.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    // A linker configured for the target (target.<triple>.linker) reaches
+    // rustc as -C linker, not in the flags: cargo tells build scripts.
+    if let Ok(linker) = env::var("RUSTC_LINKER") {
+        probe.arg("-C").arg(format!("linker={linker}"));
+    }
     for arg in args {
         probe.arg("-C").arg(format!("link-arg={arg}"));
     }
