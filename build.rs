@@ -35,9 +35,13 @@ fn main() {
     startup_order();
 }
 
+/// A variable cargo sets for build scripts; empty when unset.
+fn var(name: &str) -> String {
+    env::var(name).unwrap_or_default()
+}
+
 fn static_unwinder() {
     println!("cargo:rerun-if-env-changed=CC");
-    let var = |name: &str| env::var(name).unwrap_or_default();
     if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" {
         return;
     }
@@ -69,7 +73,6 @@ fn static_unwinder() {
 }
 
 fn startup_order() {
-    let var = |name: &str| env::var(name).unwrap_or_default();
     let order = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("startup.order");
     println!("cargo:rerun-if-changed={}", order.display());
     if var("CARGO_CFG_TARGET_OS") != "linux" || !order.is_file() {
@@ -89,7 +92,6 @@ fn startup_order() {
 /// Whether the linker rustc uses for this target accepts `args`: links an
 /// empty program with them, with the build's own flags.
 fn linker_takes(args: &[String]) -> bool {
-    let var = |name: &str| env::var(name).unwrap_or_default();
     let out = PathBuf::from(var("OUT_DIR")).join("link-probe");
     fs::create_dir_all(&out).expect("create a directory in OUT_DIR");
     let source = out.join("probe.rs");

@@ -420,26 +420,28 @@ fn contend_mixed(
     (t.elapsed(), log, dir)
 }
 
-/// CPU time (user + system) of every child this process has reaped so far:
-/// each tool and everything it ran.
-fn children_cpu() -> Duration {
+/// Resource usage of every child this process has reaped so far: each tool
+/// and everything it ran.
+fn children_usage() -> libc::rusage {
     // SAFETY: an all-zero rusage is a valid value; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    ru
+}
+
+/// CPU time (user + system) of the reaped children.
+fn children_cpu() -> Duration {
+    let ru = children_usage();
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Minor page faults of every child this process has reaped so far. A
-/// launch's are mostly the tool's code being mapped in: a stale
-/// `startup.order` shows here first (see build.rs).
+/// Minor page faults of the reaped children. A launch's are mostly the
+/// tool's code being mapped in: a stale `startup.order` shows here first
+/// (see build.rs).
 fn children_faults() -> u64 {
-    // SAFETY: as in children_cpu.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes into the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    ru.ru_minflt as u64
+    children_usage().ru_minflt as u64
 }
 
 /// Jobs per second and CPU per job (the tool and its command, which is the
