@@ -11,7 +11,9 @@
 //!    `libgcc_s.so`, found first on the search path, points `-lgcc_s` there.
 //!    Unwinding works as before (dblaunch itself aborts on panic; its tests
 //!    unwind). Where the archive is missing, or the target is not linux-gnu,
-//!    or the C runtime is already static, nothing changes.
+//!    or the C runtime is already static, nothing changes. The C runtime is
+//!    static by default (`.cargo/config.toml`), so this serves builds whose
+//!    `RUSTFLAGS` replace that file's flags.
 //!
 //! 2. The functions a launch runs are placed together, in the order of
 //!    `startup.order` (one symbol per line; written by
