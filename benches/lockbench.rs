@@ -111,6 +111,7 @@ fn main() {
         if quick { "quick" } else { "full" }
     );
 
+    let cpu_at_start = CpuTimes::now();
     let launch = launch_overhead(&cfg);
     let blocks = launch_blocks(&cfg);
     let handoff = handoff_latency(&cfg, 8);
@@ -213,6 +214,63 @@ fn main() {
             ms(d.1),
             ratio(d.1, f.1)
         );
+    }
+
+    // On a virtual machine the host may run something else on our CPUs;
+    // the guest sees that only as "steal" time. Ratios from a run with much
+    // of it are not worth comparing.
+    if let (Some(start), Some(end)) = (cpu_at_start, CpuTimes::now()) {
+        let share = end.steal_share_since(&start);
+        println!(
+            "\nCPU time taken by the host (steal, /proc/stat) during the run: {:.0}%{}",
+            share * 100.0,
+            if share > STEAL_WARN {
+                "; the host was busy: these figures are disturbed, measure again"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// Above this share of steal time a run's figures are called disturbed.
+const STEAL_WARN: f64 = 0.05;
+
+/// The machine's CPU time by kind, in clock ticks: the first line of
+/// /proc/stat (user nice system idle iowait irq softirq steal ...).
+struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<CpuTimes> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        Self::parse(stat.lines().next()?)
+    }
+
+    fn parse(line: &str) -> Option<CpuTimes> {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "cpu" {
+            return None;
+        }
+        // guest and guest_nice (fields 9 and 10) are already in user.
+        let ticks: Vec<u64> = fields
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(CpuTimes {
+            total: ticks.iter().sum(),
+            steal: *ticks.get(7)?,
+        })
+    }
+
+    fn steal_share_since(&self, start: &CpuTimes) -> f64 {
+        let total = self.total.saturating_sub(start.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.steal.saturating_sub(start.steal) as f64 / total as f64
     }
 }
 
