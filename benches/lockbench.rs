@@ -37,6 +37,8 @@ struct Config {
     /// Rounds of each contention measure, the two tools alternated (see
     /// [`paired`]).
     rounds: usize,
+    /// Rounds of blocks of single launches (see [`launch_blocks`]).
+    block_rounds: usize,
     handoff_jobs: usize,
     idle: Duration,
     starvation_readers: usize,
@@ -87,6 +89,7 @@ fn main() {
         Config {
             launches: 30,
             rounds: 1,
+            block_rounds: 2,
             handoff_jobs: 5,
             idle: Duration::from_millis(500),
             starvation_readers: 10,
@@ -95,6 +98,7 @@ fn main() {
         Config {
             launches: 300,
             rounds: 5,
+            block_rounds: 20,
             handoff_jobs: 40,
             idle: Duration::from_millis(1500),
             starvation_readers: 40,
@@ -328,7 +332,7 @@ fn launch_overhead(cfg: &Config) -> Launch {
         Command::new("true").status().unwrap();
         bare.push(t.elapsed());
         for (k, tool) in [Tool::Flock, Tool::Dblaunch].into_iter().enumerate() {
-            let (cpu0, faults0) = (children_cpu(), children_faults());
+            let before = children_usage();
             let t = Instant::now();
             assert!(
                 tool.command(dir.path(), true, &["true"])
@@ -337,8 +341,9 @@ fn launch_overhead(cfg: &Config) -> Launch {
                     .success()
             );
             [&mut flock, &mut dbl][k].push(t.elapsed());
-            cpu[k] += children_cpu() - cpu0;
-            faults[k] += children_faults() - faults0;
+            let after = children_usage();
+            cpu[k] += after.cpu - before.cpu;
+            faults[k] += after.faults - before.faults;
         }
     }
     let (b, f, d) = (median(bare), median(flock), median(dbl));
@@ -383,7 +388,7 @@ const LAUNCH_BLOCK: usize = 100;
 /// from run to run here.
 fn launch_blocks(cfg: &Config) -> Blocks {
     let dir = workdir();
-    let rounds = if cfg.rounds > 1 { 20 } else { 2 };
+    let rounds = cfg.block_rounds;
     let [f, d] = paired(rounds, |tool, _| {
         let (cpu0, t) = (children_cpu(), Instant::now());
         for _ in 0..LAUNCH_BLOCK {
@@ -480,26 +485,30 @@ fn contend_mixed(
 
 /// Resource usage of every child this process has reaped so far: each tool
 /// and everything it ran.
-fn children_usage() -> libc::rusage {
+fn children_usage() -> Usage {
     // SAFETY: an all-zero rusage is a valid value; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    ru
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Usage {
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        faults: ru.ru_minflt as u64,
+    }
+}
+
+/// [`children_usage`]: what the reaped children used, from one getrusage.
+struct Usage {
+    /// CPU time, user + system.
+    cpu: Duration,
+    /// Minor page faults. A launch's are mostly the tool's code being
+    /// mapped in: a stale `startup.order` shows here first (see build.rs).
+    faults: u64,
 }
 
 /// CPU time (user + system) of the reaped children.
 fn children_cpu() -> Duration {
-    let ru = children_usage();
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Minor page faults of the reaped children. A launch's are mostly the
-/// tool's code being mapped in: a stale `startup.order` shows here first
-/// (see build.rs).
-fn children_faults() -> u64 {
-    children_usage().ru_minflt as u64
+    children_usage().cpu
 }
 
 /// Jobs per second and CPU per job (the tool and its command, which is the
