@@ -2,9 +2,12 @@
 //! JSON lines in a file of its lock directory, appended by every dblaunch
 //! that uses it.
 //!
-//! - One `write(2)` per line on a descriptor opened with `O_APPEND`: the
-//!   kernel appends it whole, so lines of many writers never interleave or
-//!   tear (on a local filesystem; NFS does not make O_APPEND atomic).
+//! - Lines are held in memory until [`Journal::flush`], then written with
+//!   one `write(2)` per journal on a descriptor opened with `O_APPEND`: the
+//!   kernel appends them whole, so lines of many writers never interleave or
+//!   tear (on a local filesystem; NFS does not make O_APPEND atomic). The
+//!   supervisor flushes before it next sleeps, so the start of the next
+//!   program never waits for the history of the last one.
 //! - Size-bounded: past [`max_bytes`] the file is renamed to `journal.1`
 //!   (replacing the previous one) under an exclusive flock of the file
 //!   being rotated, by whoever first notices, who makes the new file at
@@ -68,19 +71,44 @@ pub fn files(lock_dir: &Path) -> [PathBuf; 2] {
 #[derive(Default)]
 pub struct Journal {
     open: HashMap<PathBuf, Option<File>>,
+    /// Lines not yet written, each with its journal's lock directory, in
+    /// the order they came.
+    pending: Vec<(PathBuf, String)>,
 }
 
 /// Warned once per process that a journal cannot be written.
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 impl Journal {
-    /// Appends a serialised [`Line`] (without its newline) to the journal in
-    /// `lock_dir`. Failures are warned about once and otherwise ignored:
-    /// history is never worth a program not running.
-    pub fn append(&mut self, lock_dir: &Path, mut text: String) {
-        if !enabled() {
-            return;
+    /// Queues a serialised [`Line`] (without its newline) for the journal in
+    /// `lock_dir`, to be written by the next [`Journal::flush`].
+    pub fn append(&mut self, lock_dir: &Path, text: String) {
+        if enabled() {
+            self.pending.push((lock_dir.to_path_buf(), text));
         }
+    }
+
+    /// Writes the queued lines: those of one journal together, in the order
+    /// they came. Failures are warned about once and otherwise ignored:
+    /// history is never worth a program not running.
+    pub fn flush(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        while !pending.is_empty() {
+            let dir = pending[0].0.clone();
+            let mut text = String::new();
+            pending.retain(|(d, line)| {
+                if *d != dir {
+                    return true;
+                }
+                text.push_str(line);
+                text.push('\n');
+                false
+            });
+            self.write(&dir, &text);
+        }
+    }
+
+    fn write(&mut self, lock_dir: &Path, text: &str) {
         let slot =
             self.open
                 .entry(lock_dir.to_path_buf())
@@ -94,7 +122,6 @@ impl Journal {
         let Some(file) = slot else {
             return;
         };
-        text.push('\n');
         // One write: O_APPEND places it whole at the end.
         match file.write(text.as_bytes()) {
             Ok(n) if n == text.len() => {}

@@ -25,5 +25,6 @@ pub use error::{Holder, LockError, round};
 pub use queue::{Queue, QueueEntry, Release, Role, TicketId};
 pub use record::{Mode, Owner, Record, State};
 pub use set::{
-    Acquirer, Held, Pending, Progress, Remote, Request, Step, database_files, foreign_holders,
+    Acquirer, Held, Pending, Progress, Released, Remote, Request, Step, database_files,
+    foreign_holders,
 };

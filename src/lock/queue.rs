@@ -70,9 +70,11 @@ pub enum Enqueued {
 }
 
 /// What [`Ticket::release`] found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Release {
-    Free,
+    /// Nobody holds the lock any more. The ticket's name leaves the queue
+    /// when the [`Tidy`] is dropped.
+    Free(Tidy),
     /// Processes that inherited the lock outlived the program and still hold
     /// it, so the database stays locked (and queued) until they exit.
     HeldBy(Vec<i32>),
@@ -760,9 +762,8 @@ impl Ticket {
             if attempt > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(100));
             }
-            if remove_if_unheld(&path) {
-                remove_nested_queue(&path);
-                return Release::Free;
+            if let Some(tidy) = take_if_unheld(&path, true) {
+                return Release::Free(tidy);
             }
         }
         // Someone holds it exclusively: that can only be our own
@@ -770,7 +771,7 @@ impl Ticket {
         // keeps the database locked. /proc/locks confirms it and names the
         // holders.
         let Some(ino) = ino else {
-            return Release::Free;
+            return Release::Free(Tidy::nested_only(path));
         };
         // flock entries name the process that took the lock: for ours that
         // is this process, whoever inherited the description since.
@@ -779,8 +780,7 @@ impl Ticket {
             l.family == LockFamily::Flock && l.write && l.file == ino && l.pid == Some(me)
         });
         if !still_held {
-            remove_nested_queue(&path);
-            return Release::Free;
+            return Release::Free(Tidy::nested_only(path));
         }
         let pids = procfs::openers(&[ino])
             .into_iter()
@@ -907,27 +907,76 @@ fn is_planted_link(e: &io::Error) -> bool {
 /// wait for the next waiter to move on). True if it is gone now, or was
 /// never a ticket: a planted symlink is removed (unlink never touches its
 /// target).
-fn remove_if_unheld(path: &Path) -> bool {
+/// A released ticket whose lock nobody holds: what is left to clear away
+/// when it is dropped (its name in the queue, if it still names the file we
+/// found free, and any nested queue under it). Left for later so that the
+/// next program can start first: until then the name is a dead ticket,
+/// which every waiter and newcomer passes (or clears away) by taking its
+/// lock shared.
+#[derive(Debug)]
+pub struct Tidy {
+    path: PathBuf,
+    /// The ticket, locked shared: proof that nobody holds it.
+    file: Option<File>,
+    /// Whether a nested queue may be under it (a released ticket's).
+    nested: bool,
+}
+
+impl Tidy {
+    /// Only the nested queue is ours to remove; the name is left for
+    /// whoever finds it unheld.
+    fn nested_only(path: PathBuf) -> Tidy {
+        Tidy {
+            path,
+            file: None,
+            nested: true,
+        }
+    }
+}
+
+impl Drop for Tidy {
+    fn drop(&mut self) {
+        // Someone passing it may have unlinked it already; names are never
+        // reused, but never unlink a name that is not this file's.
+        if let Some(file) = self.file.take() {
+            if same_file(&file, &self.path) {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+        if self.nested {
+            remove_nested_queue(&self.path);
+        }
+    }
+}
+
+/// The ticket at `path`, if nobody holds its lock (or it is gone already),
+/// ready to be cleared away; `nested`: with the nested queue under it.
+fn take_if_unheld(path: &Path, nested: bool) -> Option<Tidy> {
     let file = match open_ticket(path) {
-        Ok(f) => f,
+        Ok(f) => Some(f),
         Err(e) => {
             if is_planted_link(&e) {
                 let _ = fs::remove_file(path);
             }
-            return true;
+            None
         }
     };
-    match kernel::lock(&file, Kind::Shared, false) {
-        Ok(true) => {
-            // Someone passing it may have unlinked it already; names are never
-            // reused, but never unlink a name that is not this file's.
-            if same_file(&file, path) {
-                let _ = fs::remove_file(path);
-            }
-            true
+    if let Some(f) = &file {
+        if !matches!(kernel::lock(f, Kind::Shared, false), Ok(true)) {
+            return None;
         }
-        _ => false,
     }
+    Some(Tidy {
+        path: path.to_path_buf(),
+        file,
+        nested,
+    })
+}
+
+/// Unlinks the ticket at `path` now if nobody holds it. True if it was
+/// unheld (or gone).
+fn remove_if_unheld(path: &Path) -> bool {
+    take_if_unheld(path, false).is_some()
 }
 
 /// Removes the nested queue under a released ticket, if programs under it
@@ -1031,7 +1080,7 @@ mod tests {
         assert!(!has_tickets(q.dir()));
         let (ticket, _) = enqueue(&q, Mode::Write);
         assert!(has_tickets(q.dir()));
-        assert_eq!(ticket.release(), Release::Free);
+        assert!(matches!(ticket.release(), Release::Free(_)));
         assert!(!has_tickets(q.dir()));
     }
 
@@ -1086,7 +1135,7 @@ mod tests {
         let cancel = AtomicBool::new(false);
         let out = wait_turn(q.dir(), &mut blockers.clone(), false, &cancel, |_| {}).unwrap();
         assert_eq!(out, WaitOutcome::Blocked(w1.id()));
-        assert_eq!(w1.release(), Release::Free);
+        assert!(matches!(w1.release(), Release::Free(_)));
         let out = wait_turn(q.dir(), &mut blockers, false, &cancel, |_| {}).unwrap();
         assert_eq!(out, WaitOutcome::Done);
     }
@@ -1146,7 +1195,7 @@ mod tests {
         };
         for _ in 0..2000 {
             let (t, _) = enqueue(&q, Mode::Write);
-            assert_eq!(t.release(), Release::Free);
+            assert!(matches!(t.release(), Release::Free(_)));
         }
         stop.store(true, Ordering::Relaxed);
         prober.join().unwrap();
@@ -1160,7 +1209,7 @@ mod tests {
             let (t, _) = enqueue(&q, Mode::Write);
             assert!(t.id().number > last, "{} after {last}", t.id().number);
             last = t.id().number;
-            assert_eq!(t.release(), Release::Free);
+            assert!(matches!(t.release(), Release::Free(_)));
             assert!(q.entries().is_empty());
         }
     }

@@ -13,7 +13,7 @@ use super::database::Database;
 use super::error::{Holder, LockError};
 use super::inherited::{self, Inherited};
 use super::kernel;
-use super::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, WaitOutcome};
+use super::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, Tidy, WaitOutcome};
 use super::record::{Mode, Owner, Record};
 use crate::backend::{Acquired, Backend, Cancel, Claim, Claimant, Lease};
 use crate::procfs::{self, FileId};
@@ -301,6 +301,33 @@ impl Pending {
     /// the backend is what is left to ask).
     pub fn blocker(&self) -> Option<(&Path, TicketId)> {
         self.blocked.as_ref().map(|(dir, id)| (dir.as_path(), *id))
+    }
+
+    /// If the ticket this waits behind is one that this process has just
+    /// let go and found free (in `released`), moves past it without asking
+    /// the kernel again, or listing the queue. It was held, so it had been
+    /// granted: a writer is granted only once every earlier ticket is gone
+    /// (unlinked, or dead), and a reader once every earlier writer is. So
+    /// behind a writer, or for a reader (who waits for writers only),
+    /// nothing earlier is left to wait for either; a writer behind a reader
+    /// still checks the earlier tickets (other readers may hold).
+    pub fn pass_released(&mut self, released: &Released) {
+        let Some((dir, id)) = &self.blocked else {
+            return;
+        };
+        if self.blockers.last() != Some(id) || !released.freed(dir, *id) {
+            return;
+        }
+        let reader = self
+            .requests
+            .get(self.next)
+            .is_some_and(|r| r.mode == Mode::Read);
+        if id.mode == Mode::Write || reader {
+            self.blockers.clear();
+        } else {
+            self.blockers.pop();
+        }
+        self.blocked = None;
     }
 
     /// After [`Pending::advance`] answered [`Step::Blocked`] on a ticket:
@@ -850,19 +877,48 @@ impl Held {
         }
     }
 
-    /// Lets go of every lock; reports databases that stay held by processes
-    /// that escaped the program's process group.
-    pub fn release(self) -> Vec<(PathBuf, Vec<i32>)> {
+    /// Lets go of every lock: each database is free for the next holder on
+    /// return, unless processes that escaped the program's process group
+    /// still hold it (see [`Released::kept`]).
+    pub fn release(self) -> Released {
         // In the reverse of the order taken: the backend, then the host.
         if let Some(lease) = self.lease {
             lease.release();
         }
-        let mut kept = Vec::new();
+        let mut released = Released::default();
         for (req, ticket, _) in self.entries.into_iter().rev() {
-            if let Release::HeldBy(pids) = ticket.release() {
-                kept.push((req.db.path().to_path_buf(), pids));
+            let (dir, id) = (ticket.queue().dir().to_path_buf(), ticket.id());
+            match ticket.release() {
+                Release::Free(tidy) => released.freed.push((dir, id, tidy)),
+                Release::HeldBy(pids) => released.kept.push((req.db.path().to_path_buf(), pids)),
             }
         }
-        kept
+        released
+    }
+}
+
+/// What [`Held::release`] let go. The freed tickets' names stay in their
+/// queues, dead, until this is dropped: a caller that has a program to
+/// start next starts it first.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// Databases that stay locked, each with the processes that escaped the
+    /// program's group and hold it still; their tickets stay queued.
+    pub kept: Vec<(PathBuf, Vec<i32>)>,
+    /// Tickets that nobody holds any more: queue directory, id, and what is
+    /// left to clear away.
+    freed: Vec<(PathBuf, TicketId, Tidy)>,
+}
+
+impl Released {
+    /// Whether ticket `id` of the queue in `dir` was let go, and found free.
+    pub fn freed(&self, dir: &Path, id: TicketId) -> bool {
+        self.freed.iter().any(|(d, i, _)| *i == id && d == dir)
+    }
+
+    /// Takes over what `other` let go, to be cleared away with this.
+    pub fn extend(&mut self, other: Released) {
+        self.kept.extend(other.kept);
+        self.freed.extend(other.freed);
     }
 }

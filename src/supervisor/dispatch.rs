@@ -37,6 +37,10 @@ pub struct Supervisor<'a> {
     pub(super) restarts: Vec<u32>,
     pub(super) _control: Option<crate::control::Listener>,
     pub(super) journal: crate::journal::Journal,
+    /// Tickets that programs let go of since the loop last slept: waiters
+    /// behind them move on without asking the kernel, and their names are
+    /// cleared away after whoever could start has started.
+    pub(super) released: crate::lock::Released,
     /// Each program's current wait, stretch by stretch, for the journal.
     pub(super) blocked: Vec<Vec<super::journal::Blocked>>,
 }
@@ -115,6 +119,7 @@ impl<'a> Supervisor<'a> {
             failures: Vec::new(),
             restarts: vec![0; specs.len()],
             journal: crate::journal::Journal::default(),
+            released: crate::lock::Released::default(),
             blocked: specs.iter().map(|_| Vec::new()).collect(),
         })
     }
@@ -129,6 +134,9 @@ impl Supervisor<'_> {
             if self.states.iter().all(|s| matches!(s, State::Done(_))) {
                 break;
             }
+            // Tidying and history wait until whatever could start has started.
+            self.released = crate::lock::Released::default();
+            self.journal.flush();
             let (deadline, tick) = self.next_wake();
             match self.events.next(deadline, tick) {
                 Some(Event::Signal(SIGCHLD)) => self.reap(),

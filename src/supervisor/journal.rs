@@ -1,7 +1,8 @@
 //! What the supervisor tells each database's journal (SPEC.md §9): one line
 //! per event, to the journal of the database it concerns. An uncontended
 //! program costs two lines (granted, released) on a descriptor opened once;
-//! the other events only happen on paths that wait anyway.
+//! the other events only happen on paths that wait anyway. Lines are written
+//! when the loop is about to sleep (see [`crate::journal::Journal::flush`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -49,9 +50,10 @@ impl Supervisor<'_> {
         self.journal.append(dir, text);
     }
 
-    /// Lines sent to the backend are stored before dblaunch exits (as long
-    /// as the backend answers within a second).
-    pub(super) fn journal_flush(&self) {
+    /// Before dblaunch exits: local lines are written, and lines sent to
+    /// the backend stored (as long as the backend answers within a second).
+    pub(super) fn journal_flush(&mut self) {
+        self.journal.flush();
         if let Some(remote) = &self.opts.remote {
             remote.backend.flush(Duration::from_secs(1));
         }
@@ -177,8 +179,8 @@ impl Supervisor<'_> {
     }
 
     /// What to write when program `i`'s locks go: one line per database,
-    /// made before the release (which consumes the hold) and written after
-    /// it (so the next holder does not wait for our write).
+    /// made before the release (which consumes the hold) and queued after
+    /// it.
     pub(super) fn journal_released(
         &self,
         i: usize,

@@ -307,6 +307,7 @@ impl Supervisor<'_> {
         else {
             unreachable!("only a program waiting behind its own run tries again")
         };
+        pending.pass_released(&self.released);
         match pending.advance(false, |_| {}) {
             Ok(Step::Done) => self.got_locks(i, pending.into_held(), since),
             Ok(Step::Blocked) => self.wait(i, *pending, since),
@@ -476,7 +477,8 @@ impl Supervisor<'_> {
                 req.db.path().display(),
             );
         }
-        for (database, pids) in r.held.release() {
+        let mut released = r.held.release();
+        for (database, pids) in std::mem::take(&mut released.kept) {
             tracing::warn!(
                 "{}: {} stays locked: process{} {} escaped its process group and still hold{} the lock; it is released when {} exit",
                 name,
@@ -490,6 +492,8 @@ impl Supervisor<'_> {
                 if pids.len() == 1 { "it" } else { "they" },
             );
         }
+        // Cleared away once the next program has started (see `run`).
+        self.released.extend(released);
         self.journal_write_all(journal);
         let how = match exit {
             ExitKind::Code(c) => format!("exited {c}"),

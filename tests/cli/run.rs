@@ -393,3 +393,45 @@ fn programs_of_a_run_queued_behind_each_other_and_an_outside_holder_go_in_order(
     }
     assert_eq!(env.tickets("app.db"), 0);
 }
+
+/// When a program of the run lets go of a lock, the program queued behind
+/// it on the loop's thread moves on without asking the kernel again. Behind
+/// a reader that is only half the answer: a reader that queued earlier, from
+/// outside, may hold still, and the writer must go on waiting for it.
+#[test]
+fn a_writer_behind_its_runs_reader_still_waits_for_an_earlier_outside_reader() {
+    let env = Env::new();
+    let outside = env.holder(&["exec", "--read", "app.db"], "outside");
+    let mut toml = env.probe_program("reader", ", \"--hold\", \"10ms\"", "reads = [\"app.db\"]");
+    toml += &env.probe_program("writer", "", "writes = [\"app.db\"]");
+    env.manifest(&toml);
+    let run = env.spawn(&["run", "reader", "writer"]);
+    let journal = env.path(".app.db.dblaunch/journal");
+    wait_until("the reader's release in the journal", || {
+        fs::read_to_string(&journal).is_ok_and(|j| {
+            j.lines()
+                .any(|l| l.contains("\"released\"") && l.contains("\"reader\""))
+        })
+    });
+    // Answered by the loop after it has dealt with the reader's end, and
+    // the writer's turn with it.
+    let o = env.run(&["ps", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let writer = v["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["program"] == "writer")
+        .cloned()
+        .unwrap_or_else(|| panic!("no writer in {v}"));
+    assert_eq!(writer["state"], "queued", "{writer}");
+    assert!(!env.events().iter().any(|e| e.label == "writer"));
+    touch(&env.path("go"));
+    assert!(wait_output(outside).status.success());
+    let o = wait_output(run);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    let ev = env.events();
+    assert!(start(&ev, "reader") < end(&ev, "outside"));
+    assert!(start(&ev, "writer") > end(&ev, "outside"));
+    assert_eq!(env.tickets("app.db"), 0);
+}
