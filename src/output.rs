@@ -7,11 +7,15 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::Instant;
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 
 /// A line longer than this is passed on in pieces rather than held in memory.
 const MAX_LINE: usize = 1 << 20;
@@ -30,6 +34,8 @@ pub struct Output {
     colour_out: bool,
     colour_err: bool,
     sink: Mutex<Sink>,
+    /// The thread that copies the programs' pipes, once one is piped.
+    copier: Mutex<Option<Copier>>,
 }
 
 /// Where lines go.
@@ -64,6 +70,7 @@ impl Output {
             colour_out: colour(anstream::AutoStream::choice(&io::stdout())),
             colour_err: colour(anstream::AutoStream::choice(&io::stderr())),
             sink: Mutex::new(Sink::Terminal),
+            copier: Mutex::new(None),
         })
     }
 
@@ -78,6 +85,7 @@ impl Output {
                 dir,
                 open: HashMap::new(),
             }),
+            copier: Mutex::new(None),
         }))
     }
 
@@ -140,50 +148,154 @@ impl Output {
         };
     }
 
-    /// Copies `from` line by line, prefixed, until its end, in a thread.
+    /// Copies `from` line by line, prefixed, until its end. One thread
+    /// copies every pipe of the run (started with the first), so starting a
+    /// program costs a message, not two threads.
     pub fn pump(
         self: &Arc<Self>,
         name: &str,
         index: usize,
         stream: Stream,
-        from: impl Read + Send + 'static,
+        from: impl Into<OwnedFd>,
     ) -> io::Result<Pump> {
-        let me = Arc::clone(self);
-        let prefix = self.prefix(name, index, stream);
-        let owned_name = name.to_owned();
         let (alive, done) = mpsc::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name(format!("dblaunch-out-{name}"))
-            .spawn(move || {
-                // Dropped when the thread ends: that is the "done" signal.
-                let _alive = alive;
-                let mut reader = BufReader::with_capacity(64 * 1024, from);
-                let mut line = Vec::with_capacity(256);
+        let source = Source {
+            pipe: File::from(from.into()),
+            name: name.to_owned(),
+            stream,
+            prefix: self.prefix(name, index, stream),
+            partial: Vec::new(),
+            _alive: alive,
+        };
+        let mut copier = self.copier.lock().unwrap_or_else(|p| p.into_inner());
+        if copier.is_none() {
+            *copier = Some(self.start_copier()?);
+        }
+        let Some(c) = copier.as_ref() else {
+            unreachable!("started above")
+        };
+        c.tx.send(source)
+            .map_err(|_| io::Error::other("the output thread has ended"))?;
+        // A full pipe means a wake-up is pending already: fine to drop.
+        let _ = (&c.wake).write(&[1]);
+        Ok(Pump { done })
+    }
+
+    fn start_copier(self: &Arc<Self>) -> io::Result<Copier> {
+        let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let (tx, rx) = mpsc::channel();
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("dblaunch-output".to_owned())
+            .spawn(move || me.copy(File::from(wake_rx), &rx))?;
+        Ok(Copier {
+            tx,
+            wake: File::from(wake_tx),
+        })
+    }
+
+    /// The copying thread: waits in poll(2) for any pipe to have data (or
+    /// end), and for new pipes.
+    fn copy(&self, mut wake: File, rx: &mpsc::Receiver<Source>) {
+        // Signals are the supervisor's: their handlers run on its thread.
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
+        let mut sources: Vec<Source> = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let ready: Vec<bool> = {
+                let mut fds = Vec::with_capacity(sources.len() + 1);
+                fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
+                fds.extend(
+                    sources
+                        .iter()
+                        .map(|s| PollFd::new(s.pipe.as_fd(), PollFlags::POLLIN)),
+                );
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    // Only with a bad descriptor, which we never make: give
+                    // up copying rather than spin.
+                    Err(_) => return,
+                }
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
+            };
+            // Readable means one read(2) does not block, so the pipes stay in
+            // blocking mode; one read per pipe per round keeps them fair.
+            let mut ready = ready.into_iter();
+            let woken = ready.next().unwrap_or(false);
+            sources.retain_mut(|s| !ready.next().unwrap_or(false) || self.copy_some(s, &mut buf));
+            if woken {
+                while wake.read(&mut buf).is_ok_and(|n| n > 0) {}
                 loop {
-                    line.clear();
-                    line.extend_from_slice(&prefix);
-                    let start = line.len();
-                    match read_line(&mut reader, &mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(_) => break,
-                    }
-                    if line.len() > start {
-                        if line.last() != Some(&b'\n') {
-                            line.push(b'\n');
-                        }
-                        me.write_line(&owned_name, stream, &line);
+                    match rx.try_recv() {
+                        Ok(s) => sources.push(s),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) if sources.is_empty() => return,
+                        Err(mpsc::TryRecvError::Disconnected) => break,
                     }
                 }
-            })?;
-        Ok(Pump { done, handle })
+            }
+        }
+    }
+
+    /// One read from a ready pipe; its whole lines are written. False once
+    /// the pipe has ended (what is left of a last line is written too).
+    fn copy_some(&self, s: &mut Source, buf: &mut [u8]) -> bool {
+        let open = match s.pipe.read(buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                s.partial.extend_from_slice(&buf[..n]);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(_) => false,
+        };
+        let mut from = 0;
+        while let Some(end) = next_line(&s.partial[from..], !open) {
+            self.write_piece(s, &s.partial[from..from + end]);
+            from += end;
+        }
+        s.partial.drain(..from);
+        open
+    }
+
+    /// A line (or a piece of one past [`MAX_LINE`]), prefixed, newline-ended.
+    fn write_piece(&self, s: &Source, piece: &[u8]) {
+        let mut line = Vec::with_capacity(s.prefix.len() + piece.len() + 1);
+        line.extend_from_slice(&s.prefix);
+        line.extend_from_slice(piece);
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        self.write_line(&s.name, s.stream, &line);
     }
 }
 
-/// A running copy of one pipe.
+/// Hands pipes to the copying thread.
+struct Copier {
+    tx: mpsc::Sender<Source>,
+    /// The write end of a pipe that the thread polls beside the programs'.
+    wake: File,
+}
+
+/// One pipe being copied.
+struct Source {
+    pipe: File,
+    name: String,
+    stream: Stream,
+    prefix: Vec<u8>,
+    /// What was read past the last whole line.
+    partial: Vec<u8>,
+    /// Dropped with the source, once the pipe is drained: what
+    /// [`Pump::finish`] waits for.
+    _alive: mpsc::Sender<()>,
+}
+
+/// A pipe being copied.
 pub struct Pump {
     done: mpsc::Receiver<()>,
-    handle: JoinHandle<()>,
 }
 
 impl Pump {
@@ -191,52 +303,24 @@ impl Pump {
     /// if it was drained.
     pub fn finish(self, until: Instant) -> bool {
         let left = until.saturating_duration_since(Instant::now());
-        match self.done.recv_timeout(left) {
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = self.handle.join();
-                true
-            }
-            _ => false,
-        }
+        matches!(
+            self.done.recv_timeout(left),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        )
     }
 }
 
-/// Reads up to and including the next newline, or at most [`MAX_LINE`] bytes.
-fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let (done, used) = {
-            let buf = match reader.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if buf.is_empty() {
-                return Ok(total);
-            }
-            let room = MAX_LINE - total;
-            match memchr(b'\n', &buf[..buf.len().min(room)]) {
-                Some(i) => {
-                    line.extend_from_slice(&buf[..=i]);
-                    (true, i + 1)
-                }
-                None => {
-                    let n = buf.len().min(room);
-                    line.extend_from_slice(&buf[..n]);
-                    (total + n >= MAX_LINE, n)
-                }
-            }
-        };
-        reader.consume(used);
-        total += used;
-        if done {
-            return Ok(total);
-        }
+/// The length of the first line in `data` (through its newline), or of a
+/// piece of [`MAX_LINE`] bytes of a longer one; at the end of the pipe
+/// (`ended`), of whatever is left.
+fn next_line(data: &[u8], ended: bool) -> Option<usize> {
+    let window = &data[..data.len().min(MAX_LINE)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(i) => Some(i + 1),
+        None if window.len() == MAX_LINE => Some(MAX_LINE),
+        None if ended && !data.is_empty() => Some(data.len()),
+        None => None,
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]
@@ -245,17 +329,19 @@ mod tests {
 
     #[test]
     fn lines_are_split_at_newlines_and_capped() {
-        let data = b"one\ntwo\nthree".to_vec();
-        let mut r = BufReader::with_capacity(4, &data[..]);
-        let mut out = Vec::new();
+        let mut data = b"one\ntwo\nthree".to_vec();
         let mut lines = Vec::new();
-        loop {
-            out.clear();
-            if read_line(&mut r, &mut out).unwrap() == 0 {
-                break;
-            }
-            lines.push(String::from_utf8(out.clone()).unwrap());
+        let mut from = 0;
+        while let Some(n) = next_line(&data[from..], false) {
+            lines.push(String::from_utf8(data[from..from + n].to_vec()).unwrap());
+            from += n;
         }
-        assert_eq!(lines, ["one\n", "two\n", "three"]);
+        assert_eq!(lines, ["one\n", "two\n"]);
+        assert_eq!(next_line(&data[from..], true), Some(5));
+        assert_eq!(next_line(&[], true), None);
+        data = vec![b'x'; MAX_LINE + 3];
+        assert_eq!(next_line(&data, false), Some(MAX_LINE));
+        assert_eq!(next_line(&data[MAX_LINE..], false), None);
+        assert_eq!(next_line(&data[MAX_LINE..], true), Some(3));
     }
 }
