@@ -68,6 +68,9 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
 /// The supervisor's view of the chosen programs; `after` indices are
 /// renumbered into the chosen list.
 fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
+    // Programs usually share their databases: each is resolved (a few
+    // system calls) once.
+    let mut resolved: Vec<(&Path, Database, String)> = Vec::new();
     chosen
         .iter()
         .map(|&p| {
@@ -75,9 +78,20 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
             let locks = program
                 .locks()
                 .map(|(d, mode)| {
-                    let db = Database::resolve(&d.path, &manifest.dir)?;
-                    let key = Some(crate::project::backend_key(Some(manifest), &db));
-                    Ok(Request { db, mode, key })
+                    let (db, key) = match resolved.iter().find(|(path, ..)| *path == d.path) {
+                        Some((_, db, key)) => (db.clone(), key.clone()),
+                        None => {
+                            let db = Database::resolve(&d.path, &manifest.dir)?;
+                            let key = crate::project::backend_key(Some(manifest), &db);
+                            resolved.push((&d.path, db.clone(), key.clone()));
+                            (db, key)
+                        }
+                    };
+                    Ok(Request {
+                        db,
+                        mode,
+                        key: Some(key),
+                    })
                 })
                 .collect::<Result<Vec<_>, crate::lock::LockError>>()?;
             Ok(Spec {
