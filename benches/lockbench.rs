@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --bench lockbench            # full run (a few minutes)
 //!     cargo bench --bench lockbench -- --quick # smoke run (CI)
+//!     cargo bench --bench lockbench -- --run-only # `run` of 30 vs a shell, 40 rounds
 //!
 //! Measures:
 //! 1. one launch: wall time (median) and CPU time (user + sys, mean) of
@@ -85,6 +86,15 @@ impl Tool {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--run-only") {
+        // The one measure that compares whole runs (about 0.1 s each): more
+        // rounds than the full benchmark gives it, and nothing else.
+        let cpu_at_start = CpuTimes::now();
+        let in_run = run_handoff(30, 40);
+        in_run.print_rows();
+        print_steal(cpu_at_start);
+        return;
+    }
     let cfg = if quick {
         Config {
             launches: 30,
@@ -184,19 +194,7 @@ fn main() {
         ms(idle.1.0),
         idle.1.1
     );
-    println!(
-        "| `dblaunch run` of {} conflicting programs vs a shell running them in sequence: wall time | {} | {} | {:.2}x | <= 1.05x |",
-        in_run.programs,
-        ms(in_run.shell_wall),
-        ms(in_run.run_wall),
-        ratio(in_run.run_wall, in_run.shell_wall)
-    );
-    println!(
-        "| same, median gap between one program's end and the next one's start | {} | {} | {:.2}x | |",
-        ms(in_run.shell_gap),
-        ms(in_run.run_gap),
-        ratio(in_run.run_gap, in_run.shell_gap)
-    );
+    in_run.print_rows();
     println!(
         "| writer wait behind a stream of overlapping readers | {} | {} | {:.2}x | no starvation |",
         ms(starve.0),
@@ -223,7 +221,12 @@ fn main() {
     // On a virtual machine the host may run something else on our CPUs;
     // the guest sees that only as "steal" time. Ratios from a run with much
     // of it are not worth comparing.
-    if let (Some(start), Some(end)) = (cpu_at_start, CpuTimes::now()) {
+    print_steal(cpu_at_start);
+}
+
+/// The share of the machine's CPU time the host took since `start`.
+fn print_steal(start: Option<CpuTimes>) {
+    if let (Some(start), Some(end)) = (start, CpuTimes::now()) {
         let share = end.steal_share_since(&start);
         println!(
             "\nCPU time taken by the host (steal, /proc/stat) during the run: {:.0}%{}",
@@ -775,10 +778,32 @@ fn idle_cost(cfg: &Config) -> ((Duration, u64), (Duration, u64)) {
 
 struct InRun {
     programs: usize,
+    rounds: usize,
     shell_wall: Duration,
     run_wall: Duration,
+    /// The median of the rounds' ratios (each round runs both).
+    ratio: f64,
     shell_gap: Duration,
     run_gap: Duration,
+}
+
+impl InRun {
+    fn print_rows(&self) {
+        println!(
+            "| `dblaunch run` of {} conflicting programs vs a shell running them in sequence: wall time ({} rounds, paired) | {} | {} | {:.2}x | <= 1.05x |",
+            self.programs,
+            self.rounds,
+            ms(self.shell_wall),
+            ms(self.run_wall),
+            self.ratio
+        );
+        println!(
+            "| same, median gap between one program's end and the next one's start | {} | {} | {:.2}x | |",
+            ms(self.shell_gap),
+            ms(self.run_gap),
+            ratio(self.run_gap, self.shell_gap)
+        );
+    }
 }
 
 /// `programs` programs that all write one database, run by one `dblaunch
@@ -829,33 +854,40 @@ fn run_handoff(programs: usize, rounds: usize) -> InRun {
     let script = shell.join("; ");
     let (mut run_walls, mut shell_walls, mut run_gaps, mut shell_gaps) =
         (vec![], vec![], vec![], vec![]);
-    for _ in 0..rounds {
-        let _ = fs::remove_file(&log);
-        let t = Instant::now();
-        let ok = Command::new(DBLAUNCH)
-            .args(["-q", "run", "all"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        run_walls.push(t.elapsed());
-        run_gaps.extend(gaps(&log));
-        let _ = fs::remove_file(&log);
-        let t = Instant::now();
-        assert!(
-            Command::new("sh")
-                .args(["-c", &script])
-                .status()
-                .unwrap()
-                .success()
-        );
-        shell_walls.push(t.elapsed());
-        shell_gaps.extend(gaps(&log));
+    // Each round runs both, taking turns to go first.
+    for round in 0..rounds {
+        for shell_now in [round % 2 == 1, round % 2 == 0] {
+            let _ = fs::remove_file(&log);
+            let mut command = if shell_now {
+                let mut c = Command::new("sh");
+                c.args(["-c", &script]);
+                c
+            } else {
+                let mut c = Command::new(DBLAUNCH);
+                c.args(["-q", "run", "all"]).current_dir(dir.path());
+                c
+            };
+            let t = Instant::now();
+            let ok = command.stdout(Stdio::null()).status().unwrap().success();
+            assert!(ok);
+            let (walls, all_gaps) = if shell_now {
+                (&mut shell_walls, &mut shell_gaps)
+            } else {
+                (&mut run_walls, &mut run_gaps)
+            };
+            walls.push(t.elapsed());
+            all_gaps.extend(gaps(&log));
+        }
     }
+    let ratios = run_walls
+        .iter()
+        .zip(&shell_walls)
+        .map(|(r, s)| ratio(*r, *s))
+        .collect();
     let r = InRun {
         programs,
+        rounds,
+        ratio: median_f(ratios),
         shell_wall: median(shell_walls),
         run_wall: median(run_walls),
         shell_gap: median(shell_gaps),
