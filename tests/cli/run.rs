@@ -19,6 +19,30 @@ fn end(ev: &[Event], label: &str) -> u128 {
         .ns
 }
 
+/// Once `released`'s release of app.db is in the journal, the run has dealt
+/// with its end and with `waiter`'s turn: `waiter` must still be queued.
+fn assert_queued_after_release(env: &Env, released: &str, waiter: &str) {
+    let journal = env.path(".app.db.dblaunch/journal");
+    let name = format!("\"{released}\"");
+    wait_until(&format!("{released}'s release in the journal"), || {
+        fs::read_to_string(&journal).is_ok_and(|j| {
+            j.lines()
+                .any(|l| l.contains("\"released\"") && l.contains(&name))
+        })
+    });
+    // `ps` is answered by the run's loop, after that.
+    let o = env.run(&["ps", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let program = v["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["program"] == waiter)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {waiter} in {v}"));
+    assert_eq!(program["state"], "queued", "{program}");
+}
+
 #[test]
 fn readers_run_together_and_writers_alone() {
     let env = Env::new();
@@ -335,25 +359,7 @@ fn a_program_queued_behind_its_runs_own_program_waits_for_that_programs_leftover
     env.manifest(&toml);
     let run = env.spawn(&["run", "first", "second"]);
     env.wait_event("leftover", |e| e.label == "leftover" && e.what == "start");
-    let journal = env.path(".app.db.dblaunch/journal");
-    wait_until("first's release in the journal", || {
-        fs::read_to_string(&journal).is_ok_and(|j| {
-            j.lines()
-                .any(|l| l.contains("\"released\"") && l.contains("\"first\""))
-        })
-    });
-    // `ps` is answered by the run's loop after it has dealt with first's
-    // end, and second's turn with it.
-    let o = env.run(&["ps", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let second = v["programs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["program"] == "second")
-        .cloned()
-        .unwrap_or_else(|| panic!("no second in {v}"));
-    assert_eq!(second["state"], "queued", "{second}");
+    assert_queued_after_release(&env, "first", "second");
     assert!(!env.events().iter().any(|e| e.label == "second"));
     touch(&go);
     let o = wait_output(run);
@@ -406,25 +412,7 @@ fn a_writer_behind_its_runs_reader_still_waits_for_an_earlier_outside_reader() {
     toml += &env.probe_program("writer", "", "writes = [\"app.db\"]");
     env.manifest(&toml);
     let run = env.spawn(&["run", "reader", "writer"]);
-    let journal = env.path(".app.db.dblaunch/journal");
-    wait_until("the reader's release in the journal", || {
-        fs::read_to_string(&journal).is_ok_and(|j| {
-            j.lines()
-                .any(|l| l.contains("\"released\"") && l.contains("\"reader\""))
-        })
-    });
-    // Answered by the loop after it has dealt with the reader's end, and
-    // the writer's turn with it.
-    let o = env.run(&["ps", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let writer = v["programs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["program"] == "writer")
-        .cloned()
-        .unwrap_or_else(|| panic!("no writer in {v}"));
-    assert_eq!(writer["state"], "queued", "{writer}");
+    assert_queued_after_release(&env, "reader", "writer");
     assert!(!env.events().iter().any(|e| e.label == "writer"));
     touch(&env.path("go"));
     assert!(wait_output(outside).status.success());
