@@ -900,13 +900,6 @@ fn is_planted_link(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
 }
 
-/// Unlinks the ticket file at `path` if nobody holds its lock. A shared lock
-/// is the proof: every live ticket is held exclusively by its owner, and
-/// those who merely pass a dead one (waiters, `status`) hold shared locks,
-/// which must not make it look alive (a releasing holder would otherwise
-/// wait for the next waiter to move on). True if it is gone now, or was
-/// never a ticket: a planted symlink is removed (unlink never touches its
-/// target).
 /// A released ticket whose lock nobody holds: what is left to clear away
 /// when it is dropped (its name in the queue, if it still names the file we
 /// found free, and any nested queue under it). Left for later so that the
@@ -950,7 +943,12 @@ impl Drop for Tidy {
 }
 
 /// The ticket at `path`, if nobody holds its lock (or it is gone already),
-/// ready to be cleared away; `nested`: with the nested queue under it.
+/// ready to be cleared away; `nested`: with the nested queue under it. A
+/// shared lock is the proof: every live ticket is held exclusively by its
+/// owner, and those who merely pass a dead one (waiters, `status`) hold
+/// shared locks, which must not make it look alive (a releasing holder
+/// would otherwise wait for the next waiter to move on). A planted symlink
+/// is not a ticket: it is removed (unlink never touches its target).
 fn take_if_unheld(path: &Path, nested: bool) -> Option<Tidy> {
     let file = match open_ticket(path) {
         Ok(f) => Some(f),
@@ -973,8 +971,8 @@ fn take_if_unheld(path: &Path, nested: bool) -> Option<Tidy> {
     })
 }
 
-/// Unlinks the ticket at `path` now if nobody holds it. True if it was
-/// unheld (or gone).
+/// Unlinks the ticket at `path` now if nobody holds it. True if it is gone
+/// now, or was never a ticket.
 fn remove_if_unheld(path: &Path) -> bool {
     take_if_unheld(path, false).is_some()
 }
