@@ -1,39 +1,53 @@
-//! Two link-time measures for the cost of a launch, which is the unit of
-//! dblaunch's cost (see the README's Figures).
+//! How the `dblaunch` executable is linked. Every `dblaunch exec` is a
+//! process start, and start-up is part of what a lock costs; these are the
+//! link-time measures, each with its measured reason in `docs/design.md`
+//! ("Start-up cost"). They apply to the `dblaunch` executable alone
+//! (`cargo:rustc-link-arg-bin`): the test and benchmark harnesses, build
+//! scripts, and the shared libraries of the workspace (the Python and Node
+//! modules are position-independent and dynamically linked, as a shared
+//! library must be) are linked as usual.
 //!
-//! 1. The unwinder is linked statically on Linux with glibc. Rust's standard
-//!    library asks for `-lgcc_s`, a shared library that every `dblaunch
-//!    exec` would then load: one more object to open, map and relocate, and
-//!    a constructor that probes the CPU with `cpuid` (a trap to the
-//!    hypervisor on a virtual machine). Together that was about a tenth of a
-//!    millisecond per launch. The same unwinder exists as a static archive,
-//!    `libgcc_eh.a`, which GCC installs beside it; a linker script named
-//!    `libgcc_s.so`, found first on the search path, points `-lgcc_s` there.
-//!    Unwinding works as before (dblaunch itself aborts on panic; its tests
-//!    unwind). Where the archive is missing, or the target is not linux-gnu,
-//!    or the C runtime is already static, nothing changes. The C runtime is
-//!    static by default (`.cargo/config.toml`), so this serves builds whose
-//!    `RUSTFLAGS` replace that file's flags.
+//! 1. A static, position-dependent executable (Linux with glibc). No dynamic
+//!    loader runs at each start: linked against libc.so, ld.so was about
+//!    230,000 of a launch's 500,000 instructions. And no relative
+//!    relocations are applied at each start, which a position-independent
+//!    executable has in thousands. The code is compiled as usual
+//!    (position-independent), which a position-dependent executable links
+//!    as it is. rustc asks for the C runtime and the unwinder by name
+//!    (`-lc`, `-lgcc_s` …); linker scripts of those names, found first on
+//!    the search path, point each to its static archive, and `-static
+//!    -no-pie` selects the matching start files. Where an archive is
+//!    missing (libc6-dev not installed), the executable is linked
+//!    dynamically as usual, with a warning, and only the unwinder is made
+//!    static if its archive exists.
 //!
 //! 2. The functions a launch runs are placed together, in the order of
-//!    `startup.order` (one symbol per line; written by
+//!    `scripts/startup.order` (one symbol per line; written by
 //!    `scripts/startup-order`). The kernel maps a program's code on demand,
 //!    64 KiB around each page it faults on; a launch runs a few hundred
-//!    functions spread over 3.8 MB of code, and touched 38 such windows, one
-//!    page fault each. Placed together they fit in about ten. Only linkers
-//!    that take `--symbol-ordering-file` (lld, Rust's default on x86-64
-//!    Linux) are given the file, after a probe; symbols missing from the
-//!    build (the file is for this toolchain and lock file) are skipped
+//!    functions spread over megabytes of code, and touched 38 such windows,
+//!    one page fault each; placed together they fit in about ten. Only
+//!    linkers that take `--symbol-ordering-file` (lld, Rust's default on
+//!    x86-64 Linux) are given the file, after a probe; symbols missing from
+//!    the build (the file is for one toolchain and lock file) are skipped
 //!    silently, costing the gain, never the build.
 
 use std::env;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+const BIN: &str = "dblaunch";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    static_unwinder();
+    println!("cargo:rerun-if-env-changed=CC");
+    if var("CARGO_CFG_TARGET_OS") != "linux" {
+        return;
+    }
+    if var("CARGO_CFG_TARGET_ENV") == "gnu" {
+        static_executable();
+    }
     startup_order();
 }
 
@@ -42,62 +56,108 @@ fn var(name: &str) -> String {
     env::var(name).unwrap_or_default()
 }
 
-fn static_unwinder() {
-    println!("cargo:rerun-if-env-changed=CC");
-    if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" {
-        return;
-    }
+/// Where the C compiler that links (cargo's default linker is `cc`) keeps
+/// the static archive `lib{name}.a`; `None` when it has none (it then
+/// answers the bare name).
+fn archive(name: &str) -> Option<PathBuf> {
+    let cc = env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    Command::new(cc)
+        .arg(format!("-print-file-name=lib{name}.a"))
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_absolute() && p.is_file())
+}
+
+fn static_executable() {
+    // RUSTFLAGS that already ask for a static C runtime do it rustc's way.
     if var("CARGO_CFG_TARGET_FEATURE")
         .split(',')
         .any(|f| f == "crt-static")
     {
         return;
     }
-    // Ask the C compiler that will link (cargo's default linker is `cc`)
-    // where its static unwinder is; it answers the bare name when it has none.
-    let cc = env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-    let archive = Command::new(&cc)
-        .arg("-print-file-name=libgcc_eh.a")
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .filter(|p| p.is_absolute() && p.is_file());
-    if archive.is_none() {
+    let dir = PathBuf::from(var("OUT_DIR")).join("static-link");
+    fs::create_dir_all(&dir).expect("create a directory in OUT_DIR");
+    let script = |name: &str, text: String| {
+        fs::write(dir.join(format!("lib{name}.so")), text).expect("write a linker script");
+    };
+    let (Some(gcc), Some(gcc_eh)) = (archive("gcc"), archive("gcc_eh")) else {
         println!(
-            "cargo:warning=libgcc_eh.a not found by {cc}: linking the shared unwinder (libgcc_s) as usual"
+            "cargo:warning=libgcc_eh.a not found: dblaunch is linked dynamically, as usual, and each launch pays for the dynamic loader"
         );
         return;
+    };
+    script("gcc_s", format!("INPUT({})\n", gcc_eh.display()));
+    let search = format!("-L{}", dir.display());
+    let libc = archive("c");
+    let others: Option<Vec<(&str, PathBuf)>> = ["m", "dl", "pthread", "rt", "util"]
+        .into_iter()
+        .map(|n| archive(n).map(|a| (n, a)))
+        .collect();
+    let (Some(libc), Some(others)) = (libc, others) else {
+        println!(
+            "cargo:warning=glibc's static libraries (libc.a, from libc6-dev) not found: dblaunch is linked dynamically, and each launch pays for the dynamic loader (about 1.2x the CPU of a static launch)"
+        );
+        // The unwinder alone is still worth linking statically: libgcc_s is
+        // one more shared object to load at each start.
+        println!("cargo:rustc-link-arg-bin={BIN}={search}");
+        return;
+    };
+    script(
+        "c",
+        format!(
+            "GROUP({} {} {})\n",
+            libc.display(),
+            gcc.display(),
+            gcc_eh.display()
+        ),
+    );
+    for (name, path) in &others {
+        script(name, format!("INPUT({})\n", path.display()));
     }
-    let dir = PathBuf::from(var("OUT_DIR")).join("static-unwinder");
-    fs::create_dir_all(&dir).expect("create a directory in OUT_DIR");
-    fs::write(dir.join("libgcc_s.so"), "INPUT(-lgcc_eh)\n").expect("write the linker script");
-    println!("cargo:rustc-link-search=native={}", dir.display());
+    let args = [search, "-no-pie".to_owned(), "-static".to_owned()];
+    if links_and_runs(&args) {
+        for arg in args {
+            println!("cargo:rustc-link-arg-bin={BIN}={arg}");
+        }
+    } else {
+        println!(
+            "cargo:warning=the linker cannot link dblaunch statically here: it is linked dynamically, as usual"
+        );
+    }
 }
 
 fn startup_order() {
-    let order = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("startup.order");
+    let order = Path::new(&var("CARGO_MANIFEST_DIR")).join("scripts/startup.order");
     println!("cargo:rerun-if-changed={}", order.display());
-    if var("CARGO_CFG_TARGET_OS") != "linux" || !order.is_file() {
+    if !order.is_file() {
         return;
     }
     let args = [
         format!("-Wl,--symbol-ordering-file={}", order.display()),
         "-Wl,--no-warn-symbol-ordering".to_owned(),
     ];
-    if linker_takes(&args) {
+    if links_and_runs(&args) {
         for arg in args {
-            println!("cargo:rustc-link-arg-bin=dblaunch={arg}");
+            println!("cargo:rustc-link-arg-bin={BIN}={arg}");
         }
     }
 }
 
-/// Whether the linker rustc uses for this target accepts `args`: links an
-/// empty program with them, with the build's own flags.
-fn linker_takes(args: &[String]) -> bool {
+/// Whether the linker rustc uses for this target links a small program
+/// with `args`, with the build's own flags, and (when the target is this
+/// machine) the program runs.
+fn links_and_runs(args: &[String]) -> bool {
     let out = PathBuf::from(var("OUT_DIR")).join("link-probe");
     fs::create_dir_all(&out).expect("create a directory in OUT_DIR");
     let source = out.join("probe.rs");
-    fs::write(&source, "fn main() {}\n").expect("write the probe");
+    fs::write(
+        &source,
+        "fn main() { std::thread::spawn(|| ()).join().unwrap(); }\n",
+    )
+    .expect("write the probe");
+    let program = out.join("probe");
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
     let mut probe = Command::new(rustc);
     probe
@@ -105,7 +165,7 @@ fn linker_takes(args: &[String]) -> bool {
         .arg("--target")
         .arg(var("TARGET"))
         .arg("-o")
-        .arg(out.join("probe"))
+        .arg(&program)
         .arg(&source);
     let flags = var("CARGO_ENCODED_RUSTFLAGS");
     probe.args(flags.split('\x1f').filter(|f| !f.is_empty()));
@@ -117,5 +177,8 @@ fn linker_takes(args: &[String]) -> bool {
     for arg in args {
         probe.arg("-C").arg(format!("link-arg={arg}"));
     }
-    probe.output().is_ok_and(|o| o.status.success())
+    if !probe.output().is_ok_and(|o| o.status.success()) {
+        return false;
+    }
+    var("TARGET") != var("HOST") || Command::new(&program).status().is_ok_and(|s| s.success())
 }

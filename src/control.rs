@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::procfs;
+use dblaunch_lock::procfs;
 
 /// The project's directory for dblaunch's own files.
 pub const DIR: &str = ".dblaunch";
@@ -127,7 +127,7 @@ impl std::fmt::Display for DbUse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DbUse {
     pub path: PathBuf,
-    pub mode: crate::lock::Mode,
+    pub mode: dblaunch_lock::Mode,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

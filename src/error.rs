@@ -4,8 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::lock::LockError;
 use crate::manifest::ManifestError;
+use dblaunch_lock::LockError;
 
 /// Exit statuses that are not a program's own.
 pub mod code {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::lock::Progress;
 use crate::platform::QueueWatcher;
+use dblaunch_lock::Progress;
 
 use crate::signals::Signals;
 

@@ -3,15 +3,12 @@
 //! The binary is a thin wrapper around [`run`]; each subcommand lives in
 //! `cmd/`, the database lock in `lock/`, process handling in `process/`.
 
-pub mod backend;
 pub mod cli;
 pub mod cmd;
 pub mod control;
 pub mod error;
 pub mod events;
 pub mod history;
-pub mod journal;
-pub mod lock;
 mod logging;
 pub mod manifest;
 pub mod output;
@@ -25,7 +22,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, Lazy};
 pub use crate::error::Error;
-pub use crate::platform::procfs;
+pub use dblaunch_lock::procfs;
 
 /// Parses the command line, runs the subcommand and returns the exit status.
 pub fn run() -> u8 {

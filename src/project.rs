@@ -7,12 +7,12 @@ use std::fs::File;
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::backend;
 use crate::control::{self, Action, ProgramState};
 use crate::error::Error;
-use crate::lock::{Database, LockError, Remote};
 use crate::manifest::{self, Manifest};
 use crate::process::READY_FD_ENV;
+use dblaunch_lock::backend;
+use dblaunch_lock::{Database, LockError, Remote};
 
 /// The manifest's programs that `targets` stand for, or a usage error that
 /// names each unknown target with the closest known name.

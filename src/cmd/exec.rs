@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::cli::ExecArgs;
 use crate::error::Error;
-use crate::lock::{Database, LockError, Mode, Request};
 use crate::manifest::{Manifest, ManifestError, closest, is_path};
 use crate::supervisor::{Options, Spec, Supervisor};
+use dblaunch_lock::{Database, LockError, Mode, Request};
 
 /// Default grace period between the stop signal and SIGKILL (SPEC.md §2).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,7 +76,7 @@ fn requests(
     reads: &[PathBuf],
     writes: &[PathBuf],
     cwd: &Path,
-) -> Result<(Vec<Request>, Option<crate::lock::Remote>), Error> {
+) -> Result<(Vec<Request>, Option<dblaunch_lock::Remote>), Error> {
     let reads = reads.iter().map(|p| (p, Mode::Read));
     let writes = writes.iter().map(|p| (p, Mode::Write));
     let mut manifest: Option<Manifest> = crate::project::manifest_with_backend(file, cwd)?;

@@ -10,8 +10,8 @@ use crate::cli::HistoryArgs;
 use crate::error::Error;
 use crate::history::svg::human;
 use crate::history::{self, History, MarkKind, WaitEnd};
-use crate::lock::Database;
 use crate::manifest::Manifest;
+use dblaunch_lock::Database;
 
 pub fn execute(file: Option<&Path>, args: HistoryArgs) -> Result<u8, Error> {
     let (dbs, manifest) = super::databases(file, &args.databases, "history")?;
@@ -74,7 +74,7 @@ pub(crate) fn load(
             let dir = db.lock_dir();
             let read = match &remote {
                 Some((server, rows)) => {
-                    let mut read = crate::journal::Read::default();
+                    let mut read = dblaunch_lock::journal::Read::default();
                     let source = format!("the journal of {key} in {server}");
                     for (n, (_, line)) in rows.iter().filter(|(k, _)| k == key).enumerate() {
                         read.push(line.as_bytes(), &source, n);
@@ -82,7 +82,7 @@ pub(crate) fn load(
                     read.lines.sort_by(|a, b| a.at.cmp(&b.at));
                     read
                 }
-                None => crate::journal::read(&dir).map_err(|source| Error::Io {
+                None => dblaunch_lock::journal::read(&dir).map_err(|source| Error::Io {
                     action: format!("read the lock journal in {}", dir.display()),
                     source,
                 })?,

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use crate::cli::MetricsArgs;
 use crate::error::Error;
 use crate::history::metrics::{self, Format, Live};
-use crate::lock::Database;
-use crate::lock::occupancy;
 use crate::manifest::Manifest;
+use dblaunch_lock::Database;
+use dblaunch_lock::occupancy;
 
 pub fn execute(file: Option<&Path>, args: MetricsArgs) -> Result<u8, Error> {
     let (dbs, manifest) = super::databases(file, &args.databases, "metrics")?;

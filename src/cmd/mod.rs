@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::lock::Database;
 use crate::manifest::Manifest;
+use dblaunch_lock::Database;
 
 pub mod check;
 pub mod docs;

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use crate::backend::Entry;
 use crate::cli::PsArgs;
 use crate::control::DbUse;
 use crate::error::Error;
 use crate::manifest::Manifest;
+use dblaunch_lock::backend::Entry;
 
 pub fn execute(file: Option<&Path>, args: PsArgs) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use crate::cli::RunArgs;
 use crate::error::Error;
-use crate::lock::{Database, Request};
 use crate::manifest::Manifest;
 use crate::supervisor::{Options, Spec, Supervisor};
+use dblaunch_lock::{Database, Request};
 
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     let manifest = super::check::load(file)?;
@@ -93,7 +93,7 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
                         key: Some(key),
                     })
                 })
-                .collect::<Result<Vec<_>, crate::lock::LockError>>()?;
+                .collect::<Result<Vec<_>, dblaunch_lock::LockError>>()?;
             Ok(Spec {
                 name: program.name.clone(),
                 argv: program.command.argv(),

@@ -6,12 +6,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::backend::Entry;
 use crate::cli::StatusArgs;
 use crate::error::Error;
-use crate::lock::Database;
-use crate::lock::occupancy::{self, Nested, Report};
 use crate::manifest::Manifest;
+use dblaunch_lock::Database;
+use dblaunch_lock::backend::Entry;
+use dblaunch_lock::occupancy::{self, Nested, Report};
 
 pub fn execute(file: Option<&Path>, args: StatusArgs) -> Result<u8, Error> {
     let (dbs, manifest) = super::databases(file, &args.paths, "status")?;

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::journal::{Kind, Line, Outcome, Party};
-use crate::lock::Mode;
+use dblaunch_lock::Mode;
+use dblaunch_lock::journal::{Kind, Line, Outcome, Party};
 
 /// One program's hold of the lock.
 #[derive(Clone, Debug, Serialize)]
@@ -195,7 +195,7 @@ fn secs(f: f64) -> Duration {
 /// Whether a dblaunch of this host is still running (a process of another
 /// host is assumed alive: only its release tells).
 fn alive(host: &str, pid: i32) -> bool {
-    host != crate::backend::host_name() || crate::procfs::start_time(pid).is_some()
+    host != dblaunch_lock::backend::host_name() || dblaunch_lock::procfs::start_time(pid).is_some()
 }
 
 /// A hold as a grant (or, for a release whose grant is not in the
@@ -476,7 +476,7 @@ mod tests {
             Mode::Write,
         );
         q2.behind = vec![
-            Party::of(&crate::lock::Holder::Foreign {
+            Party::of(&dblaunch_lock::Holder::Foreign {
                 pid: Some(1),
                 command: "web".into(),
                 write: true,

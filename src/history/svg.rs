@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use super::{History, MarkKind, WaitEnd};
-use crate::lock::Mode;
+use dblaunch_lock::Mode;
 
 const WIDTH: f64 = 1200.0;
 const LABEL: f64 = 190.0;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::lock::Mode;
+use dblaunch_lock::Mode;
 
 #[derive(Clone, Debug)]
 pub struct Manifest {
@@ -19,7 +19,7 @@ pub struct Manifest {
     /// `key`, a database's key is its canonical path.
     pub keys: Vec<(PathBuf, String)>,
     /// `[backend]`: the lock backend shared by several hosts.
-    pub backend: Option<crate::backend::Config>,
+    pub backend: Option<dblaunch_lock::backend::Config>,
     /// `[programs]`, in document order.
     pub programs: Vec<Program>,
     /// `[groups]`: name and members (program or group names).

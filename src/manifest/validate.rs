@@ -145,8 +145,8 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
             return None;
         };
         let lease = match &b.lease {
-            None => crate::backend::DEFAULT_LEASE,
-            Some(l) => match crate::backend::parse_lease(l.get_ref()) {
+            None => dblaunch_lock::backend::DEFAULT_LEASE,
+            Some(l) => match dblaunch_lock::backend::parse_lease(l.get_ref()) {
                 Ok(d) => d,
                 Err(e) => {
                     diags.push(
@@ -157,7 +157,7 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
                 }
             },
         };
-        Some(crate::backend::Config {
+        Some(dblaunch_lock::backend::Config {
             url: url.get_ref().clone(),
             lease,
         })

@@ -46,7 +46,7 @@ pub struct Child {
     /// known without reading `/proc` (see [`procfs::start_time_between`]);
     /// `None` if it must be read there.
     ///
-    /// [`procfs::start_time_between`]: crate::procfs::start_time_between
+    /// [`procfs::start_time_between`]: dblaunch_lock::procfs::start_time_between
     pub start_time: Option<u64>,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
@@ -97,9 +97,10 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
         stderr: err.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
         error: 0,
     };
-    let before = crate::procfs::boot_clock();
+    let before = dblaunch_lock::procfs::boot_clock();
     let pid = clone_vfork(&mut child).map_err(other)?;
-    let start_time = crate::procfs::start_time_between(before, crate::procfs::boot_clock());
+    let start_time =
+        dblaunch_lock::procfs::start_time_between(before, dblaunch_lock::procfs::boot_clock());
     if child.error != 0 {
         // The child wrote its error and exited without exec; reap it here,
         // so the supervisor never sees a pid it did not start.

@@ -36,11 +36,11 @@ pub struct Supervisor<'a> {
     /// Consecutive restarts of each program.
     pub(super) restarts: Vec<u32>,
     pub(super) _control: Option<crate::control::Listener>,
-    pub(super) journal: crate::journal::Journal,
+    pub(super) journal: dblaunch_lock::journal::Journal,
     /// Tickets that programs let go of since the loop last slept: waiters
     /// behind them move on without asking the kernel, and their names are
     /// cleared away after whoever could start has started.
-    pub(super) released: crate::lock::Released,
+    pub(super) released: dblaunch_lock::Released,
     /// Each program's current wait, stretch by stretch, for the journal.
     pub(super) blocked: Vec<Vec<super::journal::Blocked>>,
 }
@@ -76,7 +76,7 @@ impl<'a> Supervisor<'a> {
         let started = Instant::now();
         for spec in specs.iter().filter(|s| s.yields) {
             for req in &spec.locks {
-                let watched = crate::lock::Queue::open(&req.db)
+                let watched = dblaunch_lock::Queue::open(&req.db)
                     .map_err(|e| e.to_string())
                     .and_then(|q| events.watch_queue(q.dir()).map_err(|e| e.to_string()));
                 if let Err(e) = watched {
@@ -118,8 +118,8 @@ impl<'a> Supervisor<'a> {
             stopped_by: None,
             failures: Vec::new(),
             restarts: vec![0; specs.len()],
-            journal: crate::journal::Journal::default(),
-            released: crate::lock::Released::default(),
+            journal: dblaunch_lock::journal::Journal::default(),
+            released: dblaunch_lock::Released::default(),
             blocked: specs.iter().map(|_| Vec::new()).collect(),
         })
     }
@@ -135,7 +135,7 @@ impl Supervisor<'_> {
                 break;
             }
             // Tidying and history wait until whatever could start has started.
-            self.released = crate::lock::Released::default();
+            self.released = dblaunch_lock::Released::default();
             self.journal.flush();
             let (deadline, tick) = self.next_wake();
             match self.events.next(deadline, tick) {

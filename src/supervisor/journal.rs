@@ -2,15 +2,15 @@
 //! per event, to the journal of the database it concerns. An uncontended
 //! program costs two lines (granted, released) on a descriptor opened once;
 //! the other events only happen on paths that wait anyway. Lines are written
-//! when the loop is about to sleep (see [`crate::journal::Journal::flush`]).
+//! when the loop is about to sleep (see [`dblaunch_lock::journal::Journal::flush`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::journal::{Kind, Line, Outcome, Party, seconds};
-use crate::lock::{Held, Holder, LockError, Mode};
 use crate::process::ExitKind;
 use crate::signals;
+use dblaunch_lock::journal::{Kind, Line, Outcome, Party, seconds};
+use dblaunch_lock::{Held, Holder, LockError, Mode};
 
 use super::dispatch::Supervisor;
 use super::state::Running;
@@ -38,7 +38,7 @@ impl Supervisor<'_> {
     /// To the database's journal, and to the backend's when it has a key
     /// there (so that history covers every host).
     fn emit(&mut self, dir: &Path, key: Option<&str>, line: &Line) {
-        if !crate::journal::enabled() {
+        if !dblaunch_lock::journal::enabled() {
             return;
         }
         let Ok(text) = serde_json::to_string(line) else {

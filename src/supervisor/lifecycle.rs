@@ -10,10 +10,10 @@ use signal_hook::consts::signal::{SIGKILL, SIGTERM};
 
 use crate::error::Error;
 use crate::events::Event;
-use crate::lock::{Held, Holder, LockError, Mode, Owner, Pending, Progress, Step, round};
 use crate::output::Stream;
 use crate::process::{self, ExitKind, Group, Launch, Stdio};
 use crate::signals;
+use dblaunch_lock::{Held, Holder, LockError, Mode, Owner, Pending, Progress, Step, round};
 
 use super::dispatch::Supervisor;
 use super::spec::{STABLE_RUN, backoff};
@@ -404,7 +404,7 @@ impl Supervisor<'_> {
         // Known once: for the records, and to check before every signal.
         let start_time = child
             .start_time
-            .or_else(|| crate::procfs::start_time(child.pid))
+            .or_else(|| dblaunch_lock::procfs::start_time(child.pid))
             .unwrap_or_default();
         held.mark_holding(child.pid, start_time);
         self.journal_granted(i, &held, child.pid);

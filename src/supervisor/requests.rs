@@ -6,9 +6,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::control::{DbUse, Phase, ProgramState};
-use crate::lock::Request;
 use crate::process::ExitKind;
 use crate::signals;
+use dblaunch_lock::Request;
 
 use super::dispatch::Supervisor;
 use super::state::{End, State};

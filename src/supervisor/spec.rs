@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::lock::Request;
+use dblaunch_lock::Request;
 
 /// One program to run.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub struct Options {
     /// then close it.
     pub ready: Option<std::fs::File>,
     /// The lock backend shared with other hosts, for keyed databases.
-    pub remote: Option<crate::lock::Remote>,
+    pub remote: Option<dblaunch_lock::Remote>,
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::lock::{Acquirer, Held, Holder, Mode, Pending, TicketId};
 use crate::output::Pump;
 use crate::process::{ExitKind, Group};
+use dblaunch_lock::{Acquirer, Held, Holder, Mode, Pending, TicketId};
 
 /// How a program ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,7 +136,9 @@ impl Running {
     /// as before any signal (after the exit, what is signalled is the group
     /// of its leftovers, which keeps the id reserved while it exists).
     pub(super) fn ask_to_stop(&mut self, signal: i32, timeout: Duration) {
-        if self.exit.is_some() || crate::procfs::start_time(self.pid) == Some(self.start_time) {
+        if self.exit.is_some()
+            || dblaunch_lock::procfs::start_time(self.pid) == Some(self.start_time)
+        {
             Group(self.pid).signal(signal);
         }
         let at = Instant::now() + timeout;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigHandler, Signal};
 
-use crate::lock::{Holder, Mode};
+use dblaunch_lock::{Holder, Mode};
 
 /// The terminal to hand to the program: stdin's, if dblaunch runs in the
 /// foreground of it (as a shell job would).

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use dblaunch::backend::{Backend, Config};
+use dblaunch_lock::backend::{Backend, Config};
 
 use crate::*;
 

@@ -17,14 +17,14 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::database::Database;
-use super::error::{Holder, LockError};
-use super::inherited::Inherited;
-use super::kernel::{self, Kind};
-use super::record::{Mode, Record, State};
-pub use super::ticket::TicketId;
-use super::ticket::{NESTED_SUFFIX, nested_dir_of};
+use crate::database::Database;
+use crate::error::{Holder, LockError};
+use crate::inherited::Inherited;
+use crate::kernel::{self, Kind};
 use crate::procfs::{self, FileId, LockFamily};
+use crate::record::{Mode, Record, State};
+pub use crate::ticket::TicketId;
+use crate::ticket::{NESTED_SUFFIX, nested_dir_of};
 
 const GATE: &str = "gate";
 /// Prefix of a ticket being made, before it is renamed into the queue.
@@ -1033,7 +1033,7 @@ fn read_record(file: &File) -> Result<Record, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::record::Owner;
+    use crate::record::Owner;
 
     fn owner() -> Owner {
         Owner {

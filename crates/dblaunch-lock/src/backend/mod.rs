@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::lock::Mode;
+use crate::Mode;
 
 /// `DBLAUNCH_BACKEND`: a backend URL; overrides the manifest's.
 pub const BACKEND_ENV: &str = "DBLAUNCH_BACKEND";

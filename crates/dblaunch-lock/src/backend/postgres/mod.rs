@@ -17,7 +17,7 @@ use postgres::Client;
 use postgres::error::SqlState;
 
 use super::{Acquired, Backend, BackendError, Cancel, Claim, Claimant, Config, Entry};
-use crate::lock::Mode;
+use crate::Mode;
 use connect::Connector;
 
 /// The advisory lock space dblaunch uses: `pg_advisory_lock(CLASS,

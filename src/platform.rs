@@ -2,7 +2,7 @@
 //! place: this is Linux. `docs/design.md` lists what a macOS port would put
 //! here instead (flock(2) itself is portable and stays in `lock/kernel.rs`).
 
-pub mod procfs;
+pub use dblaunch_lock::procfs;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};

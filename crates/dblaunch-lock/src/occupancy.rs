@@ -12,11 +12,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{
+use crate::procfs::{self, FdUse, FileId};
+use crate::{
     Database, Holder, Mode, Queue, QueueEntry, Record, Request, Role, database_files,
     foreign_holders,
 };
-use crate::procfs::{self, FdUse, FileId};
 
 /// The `status --json` document (SPEC.md §3), exactly.
 #[derive(Debug, Serialize)]

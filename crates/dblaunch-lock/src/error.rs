@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::record::Mode;
+use crate::record::Mode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {

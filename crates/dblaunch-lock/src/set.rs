@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::database::Database;
-use super::error::{Holder, LockError};
-use super::inherited::{self, Inherited};
-use super::kernel;
-use super::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, Tidy, WaitOutcome};
-use super::record::{Mode, Owner, Record};
 use crate::backend::{Acquired, Backend, Cancel, Claim, Claimant, Lease};
+use crate::database::Database;
+use crate::error::{Holder, LockError};
+use crate::inherited::{self, Inherited};
+use crate::kernel;
 use crate::procfs::{self, FileId};
+use crate::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, Tidy, WaitOutcome};
+use crate::record::{Mode, Owner, Record};
 
 /// One database and how it is used.
 #[derive(Clone, Debug, PartialEq, Eq)]

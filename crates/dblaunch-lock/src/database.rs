@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::error::LockError;
+use crate::error::LockError;
 
 /// Symlink hops followed before giving up, as the kernel does (ELOOP).
 const MAX_SYMLINKS: usize = 40;
