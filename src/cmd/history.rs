@@ -74,7 +74,7 @@ pub(crate) fn load(
             let dir = db.lock_dir();
             let read = match &remote {
                 Some((server, rows)) => {
-                    let mut read = dblaunch_lock::journal::Read::default();
+                    let mut read = dblaunch_lock::journal::Contents::default();
                     let source = format!("the journal of {key} in {server}");
                     for (n, (_, line)) in rows.iter().filter(|(k, _)| k == key).enumerate() {
                         read.push(line.as_bytes(), &source, n);

@@ -13,7 +13,7 @@ use crate::events::Event;
 use crate::output::Stream;
 use crate::process::{self, ExitKind, Group, Launch, Stdio};
 use crate::signals;
-use dblaunch_lock::{Held, Holder, LockError, Mode, Owner, Pending, Progress, Step, round};
+use dblaunch_lock::{Acquisition, Held, Holder, LockError, Mode, Owner, Progress, Step, round};
 
 use super::dispatch::Supervisor;
 use super::spec::{STABLE_RUN, backoff};
@@ -212,8 +212,8 @@ impl Supervisor<'_> {
         };
         let since = Instant::now();
         self.blocked[i].clear();
-        let result = Pending::new(spec.locks.clone(), owner, self.opts.remote.as_ref()).and_then(
-            |mut pending| {
+        let result = Acquisition::new(spec.locks.clone(), owner, self.opts.remote.as_ref())
+            .and_then(|mut pending| {
                 if self.opts.wait == Some(Duration::ZERO) {
                     return pending.try_now().map(Ok);
                 }
@@ -222,8 +222,7 @@ impl Supervisor<'_> {
                     Step::Done => Ok(pending.into_held()),
                     Step::Blocked => Err(pending),
                 })
-            },
-        );
+            });
         match result {
             Ok(Ok(held)) => {
                 self.states[i] = State::Foreign {
@@ -240,7 +239,7 @@ impl Supervisor<'_> {
     /// Program `i` is blocked. Behind a ticket of one of this run's own
     /// programs it waits on the loop's thread; behind anyone else's, in a
     /// thread of its own.
-    fn wait(&mut self, i: usize, pending: Pending, since: Instant) {
+    fn wait(&mut self, i: usize, pending: Acquisition, since: Instant) {
         if let Some((req, holders)) = pending.blocked_on() {
             let database = req.db.path().to_path_buf();
             self.journal_waiting(i, &database, req.mode, &holders, since);

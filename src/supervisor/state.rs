@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::output::Pump;
 use crate::process::{ExitKind, Group};
-use dblaunch_lock::{Acquirer, Held, Holder, Mode, Pending, TicketId};
+use dblaunch_lock::{Acquirer, Acquisition, Held, Holder, Mode, TicketId};
 
 /// How a program ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +68,10 @@ pub(super) enum Wait {
     /// again (without blocking) once that ticket is no longer `owner`'s. In a
     /// `run` of conflicting programs, each hand-off then happens on the
     /// loop's thread, the moment the previous program's locks are released.
-    Behind { pending: Box<Pending>, owner: usize },
+    Behind {
+        pending: Box<Acquisition>,
+        owner: usize,
+    },
 }
 
 impl Wait {

@@ -18,6 +18,6 @@ pub use error::{Holder, LockError, round};
 pub use queue::{Queue, QueueEntry, Release, Role, TicketId};
 pub use record::{Mode, Owner, Record, State};
 pub use set::{
-    Acquirer, Held, Pending, Progress, Released, Remote, Request, Step, database_files,
+    Acquirer, Acquisition, Held, Progress, Released, Remote, Request, Step, database_files,
     foreign_holders,
 };

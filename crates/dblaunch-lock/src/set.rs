@@ -65,7 +65,7 @@ pub enum Progress {
 
 /// Where an acquisition is: which request, and which earlier tickets of it
 /// remain to be waited for.
-pub struct Pending {
+pub struct Acquisition {
     requests: Vec<Request>,
     /// For each request, the ticket this process inherited from an ancestor
     /// dblaunch that holds the database already (nested dblaunch): then it
@@ -80,7 +80,7 @@ pub struct Pending {
     remote: Option<Remote>,
     /// The backend's grant, once every host-local lock is held.
     lease: Option<Box<dyn Lease>>,
-    /// The ticket found held when [`Pending::advance`] last stopped short:
+    /// The ticket found held when [`Acquisition::advance`] last stopped short:
     /// its queue's directory and its id.
     blocked: Option<(PathBuf, TicketId)>,
 }
@@ -107,21 +107,21 @@ impl Shared {
     }
 }
 
-/// The outcome of [`Pending::advance`].
+/// The outcome of [`Acquisition::advance`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     Done,
     Blocked,
 }
 
-impl Pending {
+impl Acquisition {
     /// Orders and checks the requests. The same database named twice in one
     /// mode is one request; read and write of one database is an error.
     pub fn new(
         mut requests: Vec<Request>,
         owner: Owner,
         remote: Option<&Remote>,
-    ) -> Result<Pending, LockError> {
+    ) -> Result<Acquisition, LockError> {
         requests.sort_by(|a, b| a.db.cmp(&b.db).then(a.mode.cmp(&b.mode)));
         requests.dedup();
         if let Some(w) = requests.windows(2).find(|w| w[0].db == w[1].db) {
@@ -156,7 +156,7 @@ impl Pending {
                 Ok(Some(parent))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Pending {
+        Ok(Acquisition {
             requests,
             parents,
             owner,
@@ -286,7 +286,7 @@ impl Pending {
         &self.requests
     }
 
-    /// After [`Pending::advance`] answered [`Step::Blocked`]: the request
+    /// After [`Acquisition::advance`] answered [`Step::Blocked`]: the request
     /// whose host-local lock is taken, and who is in front (the oldest
     /// earlier ticket, named with one record read). `None` when only the
     /// backend is left to ask: that is a round trip, not yet a wait (the
@@ -296,7 +296,7 @@ impl Pending {
         Some((req, self.front.iter().cloned().collect()))
     }
 
-    /// After [`Pending::advance`] answered [`Step::Blocked`] on a ticket of
+    /// After [`Acquisition::advance`] answered [`Step::Blocked`] on a ticket of
     /// this host's queue: that ticket's queue directory and id (`None` when
     /// the backend is what is left to ask).
     pub fn blocker(&self) -> Option<(&Path, TicketId)> {
@@ -330,7 +330,7 @@ impl Pending {
         self.blocked = None;
     }
 
-    /// After [`Pending::advance`] answered [`Step::Blocked`] on a ticket:
+    /// After [`Acquisition::advance`] answered [`Step::Blocked`] on a ticket:
     /// what a waiting thread tells before it sleeps (see [`waiting`]).
     pub fn waiting(&self) -> Option<Progress> {
         self.blocked.as_ref()?;

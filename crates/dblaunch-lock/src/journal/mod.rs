@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use line::{Kind, Line, Outcome, Party, seconds};
-pub use read::{Read, read};
+pub use read::{Contents, read};
 
 /// The journal's file name in a lock directory.
 pub const FILE: &str = "journal";

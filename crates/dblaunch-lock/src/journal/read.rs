@@ -9,7 +9,7 @@ use super::{Line, files};
 
 /// The events of one journal, and what could not be read.
 #[derive(Debug, Default)]
-pub struct Read {
+pub struct Contents {
     pub lines: Vec<Line>,
     /// Lines that were not events (torn, edited, another format).
     pub skipped: usize,
@@ -18,8 +18,8 @@ pub struct Read {
 /// Reads the journal in `lock_dir`. A missing journal is an empty one; a
 /// line that is not an event is skipped with a warning naming the file and
 /// line.
-pub fn read(lock_dir: &Path) -> io::Result<Read> {
-    let mut out = Read::default();
+pub fn read(lock_dir: &Path) -> io::Result<Contents> {
+    let mut out = Contents::default();
     for path in files(lock_dir) {
         let file = match fs::File::open(&path) {
             Ok(f) => f,
@@ -36,7 +36,7 @@ pub fn read(lock_dir: &Path) -> io::Result<Read> {
     Ok(out)
 }
 
-impl Read {
+impl Contents {
     /// Adds line `n` (from 0) of `source` if it is an event; counts it and
     /// warns if it is not.
     pub fn push(&mut self, line: &[u8], source: &str, n: usize) {
