@@ -123,7 +123,7 @@ pub fn remote(manifest: Option<&Manifest>) -> Result<Option<Remote>, Error> {
     let backend = config.open().map_err(LockError::from)?;
     Ok(Some(Remote {
         backend,
-        host: backend::host_name(),
+        host: dblaunch_lock::host::name().to_owned(),
     }))
 }
 

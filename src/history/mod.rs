@@ -195,7 +195,7 @@ fn secs(f: f64) -> Duration {
 /// Whether a dblaunch of this host is still running (a process of another
 /// host is assumed alive: only its release tells).
 fn alive(host: &str, pid: i32) -> bool {
-    host != dblaunch_lock::backend::host_name() || dblaunch_lock::procfs::start_time(pid).is_some()
+    host != dblaunch_lock::host::name() || dblaunch_lock::procfs::start_time(pid).is_some()
 }
 
 /// A hold as a grant (or, for a release whose grant is not in the

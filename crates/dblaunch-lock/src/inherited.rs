@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::queue::{TicketId, nested_dir_of};
 use crate::record::Record;
-use crate::ticket::{TicketId, nested_dir_of};
 
 /// A ticket whose lock this process holds through an inherited descriptor.
 #[derive(Clone, Debug)]

@@ -12,11 +12,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::database::Database;
+use crate::foreign::{database_files, foreign_holders};
+use crate::holder::Holder;
+use crate::mode::Mode;
 use crate::procfs::{self, FdUse, FileId};
-use crate::{
-    Database, Holder, Mode, Queue, QueueEntry, Record, Request, Role, database_files,
-    foreign_holders,
-};
+use crate::queue::{Queue, QueueEntry, Role};
+use crate::record::Record;
+use crate::request::Request;
 
 /// The `status --json` document (SPEC.md §3), exactly.
 #[derive(Debug, Serialize)]

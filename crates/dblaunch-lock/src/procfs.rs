@@ -99,17 +99,6 @@ pub fn boot_id() -> &'static str {
     })
 }
 
-/// This machine's host name.
-pub fn hostname() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default()
-    })
-}
-
 /// The argv of `pid`, or an empty list for a zombie, a kernel thread or a
 /// process that is gone.
 pub fn cmdline(pid: i32) -> Vec<String> {

@@ -3,53 +3,12 @@
 //! has matched its pid against the recorded start time and boot id; the
 //! kernel lock, not the record, says whether the database is held.
 
-use std::fmt;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::procfs;
-
-/// How a program uses a database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Shared with other readers.
-    Read,
-    /// Exclusive.
-    Write,
-}
-
-impl Mode {
-    /// Whether two uses of one database cannot run at the same time.
-    pub fn conflicts_with(self, other: Mode) -> bool {
-        self == Mode::Write || other == Mode::Write
-    }
-
-    pub(crate) fn letter(self) -> char {
-        match self {
-            Mode::Read => 'r',
-            Mode::Write => 'w',
-        }
-    }
-
-    pub(crate) fn from_letter(c: &str) -> Option<Mode> {
-        match c {
-            "r" => Some(Mode::Read),
-            "w" => Some(Mode::Write),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Read => "read",
-            Mode::Write => "write",
-        })
-    }
-}
+use crate::mode::Mode;
+use crate::{host, procfs};
 
 /// Whether the ticket's owner still queues or already runs its program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +56,7 @@ impl Record {
             pid: me,
             start_time: start,
             boot_id: procfs::boot_id().to_owned(),
-            host: procfs::hostname().to_owned(),
+            host: host::name().to_owned(),
             supervisor_pid: me,
             supervisor_start_time: start,
             program: owner.program.clone(),
@@ -128,14 +87,14 @@ impl Record {
     /// this boot of this host. A recycled pid has another start time.
     pub fn is_alive(&self) -> bool {
         self.boot_id == procfs::boot_id()
-            && self.host == procfs::hostname()
+            && self.host == host::name()
             && procfs::start_time(self.pid) == Some(self.start_time)
     }
 
     /// Whether the supervising dblaunch is still the process it was.
     pub fn supervisor_is_alive(&self) -> bool {
         self.boot_id == procfs::boot_id()
-            && self.host == procfs::hostname()
+            && self.host == host::name()
             && procfs::start_time(self.supervisor_pid) == Some(self.supervisor_start_time)
     }
 

@@ -15,14 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::Mode;
+use crate::mode::Mode;
 
 /// `DBLAUNCH_BACKEND`: a backend URL; overrides the manifest's.
 pub const BACKEND_ENV: &str = "DBLAUNCH_BACKEND";
 /// `DBLAUNCH_LEASE`: overrides the manifest's `lease`.
 pub const LEASE_ENV: &str = "DBLAUNCH_LEASE";
-/// `DBLAUNCH_HOST`: the host name dblaunch reports (default: the system's).
-pub const HOST_ENV: &str = "DBLAUNCH_HOST";
 /// The default lease (SPEC.md §8).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
@@ -82,17 +80,6 @@ pub fn parse_lease(text: &str) -> Result<Duration, String> {
         );
     }
     Ok(d)
-}
-
-/// The host name shown to other hosts.
-pub fn host_name() -> String {
-    match std::env::var(HOST_ENV) {
-        Ok(h) if !h.trim().is_empty() => h,
-        _ => nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "unknown-host".to_owned()),
-    }
 }
 
 /// A URL with its password replaced, for messages.

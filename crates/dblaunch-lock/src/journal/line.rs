@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Holder, Mode};
+use crate::holder::Holder;
+use crate::mode::Mode;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -162,7 +163,7 @@ impl Line {
             database: database.to_string_lossy().into_owned(),
             program: program.to_owned(),
             pid: std::process::id() as i32,
-            host: host().to_owned(),
+            host: crate::host::name().to_owned(),
             mode,
             ticket: None,
             nested: false,
@@ -180,12 +181,6 @@ impl Line {
     pub fn time(&self) -> Option<SystemTime> {
         humantime::parse_rfc3339(&self.at).ok()
     }
-}
-
-/// This host's name, asked once per process.
-fn host() -> &'static str {
-    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOST.get_or_init(crate::backend::host_name)
 }
 
 /// A duration as the journal writes it: seconds, to the microsecond.

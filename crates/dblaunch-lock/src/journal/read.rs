@@ -5,7 +5,8 @@ use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
-use super::{Line, files};
+use super::line::Line;
+use super::writer::files;
 
 /// The events of one journal, and what could not be read.
 #[derive(Debug, Default)]

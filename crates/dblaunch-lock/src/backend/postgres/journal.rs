@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 
 use super::connect::Connector;
-use super::ensure_schema;
+use super::schema::ensure_schema;
 use crate::backend::BackendError;
 
 /// How long the backend keeps journal rows.

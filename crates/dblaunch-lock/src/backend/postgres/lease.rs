@@ -18,8 +18,8 @@ use nix::time::{ClockId, clock_gettime};
 use nix::unistd::Pid;
 use postgres::Client;
 
-use crate::Mode;
 use crate::backend::{Entry, Lease};
+use crate::mode::Mode;
 
 pub struct PgLease {
     shared: Arc<Shared>,

@@ -2,50 +2,21 @@
 //! path order (one global order, so two dblaunch processes can never wait for
 //! each other in a cycle), holding the earlier ones while waiting for the later.
 
-use std::fs;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::backend::{Acquired, Backend, Cancel, Claim, Claimant, Lease};
-use crate::database::Database;
-use crate::error::{Holder, LockError};
+use crate::backend::{Cancel, Lease};
+use crate::error::LockError;
+use crate::foreign::foreign_holders;
+use crate::held::{Held, Released};
+use crate::holder::Holder;
 use crate::inherited::{self, Inherited};
-use crate::kernel;
-use crate::procfs::{self, FileId};
-use crate::queue::{self, Enqueued, Queue, Release, Ticket, TicketId, Tidy, WaitOutcome};
-use crate::record::{Mode, Owner, Record};
-
-/// One database and how it is used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    pub db: Database,
-    pub mode: Mode,
-    /// Its key in the lock backend, when one is configured: then it is
-    /// locked there too, after the host's own lock.
-    pub key: Option<String>,
-}
-
-impl Request {
-    /// A database locked on this host only.
-    pub fn local(db: Database, mode: Mode) -> Request {
-        Request {
-            db,
-            mode,
-            key: None,
-        }
-    }
-}
-
-/// The lock backend every keyed request also goes through, and who we are
-/// to the other hosts.
-#[derive(Clone)]
-pub struct Remote {
-    pub backend: Arc<dyn Backend>,
-    pub host: String,
-}
+use crate::mode::Mode;
+use crate::queue::{self, Enqueued, Queue, Ticket, TicketId, WaitOutcome};
+use crate::record::{Owner, Record};
+use crate::remote::{Ahead, Remote};
+use crate::request::Request;
 
 /// What a background acquisition reports.
 #[derive(Debug)]
@@ -62,7 +33,6 @@ pub enum Progress {
     Acquired(Held),
     Failed(LockError),
 }
-
 /// Where an acquisition is: which request, and which earlier tickets of it
 /// remain to be waited for.
 pub struct Acquisition {
@@ -95,7 +65,7 @@ struct Shared {
     /// Interrupts a wait in the lock backend.
     remote_cancel: Cancel,
     /// Who was ahead in the backend when we last started waiting there.
-    remote_ahead: Mutex<Option<(PathBuf, Mode, Vec<Holder>)>>,
+    remote_ahead: Ahead,
     /// The lock backend's server, for messages.
     server: Option<String>,
 }
@@ -173,56 +143,12 @@ impl Acquisition {
         })
     }
 
-    /// The backend claims: keyed requests, in key order (the one global
-    /// order of the backend, after the host's own).
-    fn claims(&self) -> Vec<Claim> {
-        if self.remote.is_none() {
-            return Vec::new();
-        }
-        let mut claims: Vec<Claim> = self
-            .requests
-            .iter()
-            .filter_map(|r| {
-                r.key.as_ref().map(|key| Claim {
-                    key: key.clone(),
-                    mode: r.mode,
-                })
-            })
-            .collect();
-        claims.sort();
-        claims.dedup_by(|b, a| {
-            // One key named by two databases: the stronger mode wins.
-            if a.key == b.key {
-                a.mode = a.mode.max(b.mode);
-                true
-            } else {
-                false
-            }
-        });
-        claims
-    }
-
     /// Whether the backend must still be asked: a backend is configured,
     /// some request has a key, and nothing was granted yet.
     fn needs_remote(&self) -> bool {
         self.remote.is_some()
             && self.lease.is_none()
             && self.requests.iter().any(|r| r.key.is_some())
-    }
-
-    fn database_of(&self, claim: &Claim) -> PathBuf {
-        self.requests
-            .iter()
-            .find(|r| r.key.as_deref() == Some(&claim.key))
-            .map_or_else(|| PathBuf::from(&claim.key), |r| r.db.path().to_path_buf())
-    }
-
-    fn claimant(&self, remote: &Remote) -> Claimant {
-        Claimant {
-            host: remote.host.clone(),
-            pid: std::process::id() as i32,
-            program: self.owner.program.clone(),
-        }
     }
 
     /// Takes the backend's claims once the host's locks are held.
@@ -238,50 +164,31 @@ impl Acquisition {
         if !self.needs_remote() {
             return Ok(true);
         }
-        let claims = self.claims();
-        let who = self.claimant(&remote);
-        let path_of = |claim: &Claim| self.database_of(claim);
-        let shared = Arc::clone(&self.shared);
-        let outcome = remote.backend.acquire(
-            &claims,
-            &who,
+        let granted = remote.acquire(
+            &self.requests,
+            &self.owner.program,
             deadline,
             &self.shared.remote_cancel,
-            &mut |claim, ahead| {
-                let holders: Vec<Holder> = ahead.into_iter().map(Holder::Remote).collect();
-                *shared
-                    .remote_ahead
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) =
-                    Some((path_of(claim), claim.mode, holders.clone()));
+            &self.shared.remote_ahead,
+            |database, mode, holders| {
                 on_wait(Progress::Waiting {
-                    database: path_of(claim),
-                    mode: claim.mode,
+                    database,
+                    mode,
                     holders,
                     more: 0,
-                });
+                })
             },
         )?;
-        match outcome {
-            Acquired::Granted(lease) => {
+        match granted {
+            Some(lease) => {
                 self.lease = Some(lease);
                 Ok(true)
             }
-            Acquired::Busy { claim, ahead } => {
-                if self.shared.remote_cancel.is_cancelled() {
-                    return Ok(false);
-                }
-                Err(LockError::Busy {
-                    database: path_of(&claim),
-                    mode: claim.mode,
-                    holders: ahead.into_iter().map(Holder::Remote).collect(),
-                    waited: Default::default(),
-                    limit: Default::default(),
-                })
-            }
+            None => Ok(false),
         }
     }
 
+    /// The requests, in the order they are taken.
     pub fn requests(&self) -> &[Request] {
         &self.requests
     }
@@ -360,7 +267,7 @@ impl Acquisition {
         for (i, req) in self.requests.iter().enumerate() {
             let queue = self.queue(i)?;
             let record = Record::waiting(&self.owner, req.mode);
-            match queue.enqueue(req.mode, &record, true)? {
+            match Ticket::take(&queue, req.mode, &record, true)? {
                 Enqueued::Queued { ticket, .. } => self.shared.tickets().push(ticket),
                 Enqueued::Busy(holders) => {
                     abandon_all(&self.shared);
@@ -415,7 +322,7 @@ impl Acquisition {
                         return Ok(Step::Blocked);
                     }
                     let record = Record::waiting(&self.owner, req.mode);
-                    match queue.enqueue(req.mode, &record, false)? {
+                    match Ticket::take(&queue, req.mode, &record, false)? {
                         Enqueued::Queued {
                             ticket,
                             blockers,
@@ -469,7 +376,7 @@ impl Acquisition {
     /// under the ticket an ancestor dblaunch holds it with.
     fn queue(&self, i: usize) -> Result<Queue, LockError> {
         match self.parents[i] {
-            Some(parent) => Queue::nested(&self.requests[i].db, parent),
+            Some(parent) => Queue::nested(&self.requests[i].db, parent.nested_dir()),
             None => Queue::open(&self.requests[i].db),
         }
     }
@@ -508,19 +415,16 @@ impl Acquisition {
 
     pub fn into_held(mut self) -> Held {
         let tickets = std::mem::take(&mut *self.shared.tickets());
-        Held {
-            lease: self.lease.take(),
-            program: self.owner.program.clone(),
-            entries: self
-                .requests
-                .into_iter()
-                .zip(tickets)
-                .map(|(request, ticket)| {
-                    let record = Record::waiting(&self.owner, request.mode);
-                    (request, ticket, record)
-                })
-                .collect(),
-        }
+        let entries = self
+            .requests
+            .into_iter()
+            .zip(tickets)
+            .map(|(request, ticket)| {
+                let record = Record::waiting(&self.owner, request.mode);
+                (request, ticket, record)
+            })
+            .collect();
+        Held::new(entries, self.lease.take(), self.owner.program.clone())
     }
 }
 
@@ -622,303 +526,4 @@ fn holders_ahead(queue: &Queue, mine: TicketId) -> Vec<Holder> {
     let mut holders = queue.holders_among(&ahead);
     holders.sort_by_key(|h| !matches!(h, Holder::Program { holding: true, .. }));
     holders
-}
-
-/// Processes that lock the database's own files (the file, or the files
-/// directly inside a directory database such as RocksDB's `LOCK`) without
-/// dblaunch, in a mode that conflicts with `req`. The kernel is asked about
-/// each file alone (F_OFD_GETLK): no pass over the machine's locks, and no
-/// chance of missing one that `/proc/locks` skipped while others changed.
-/// Only an OFD lock, which the kernel reports without a pid, is looked up
-/// among the open descriptors to name its owner.
-pub fn foreign_holders(req: &Request) -> Vec<Holder> {
-    let mut holders = Vec::new();
-    for path in lockable_files(req.db.path()) {
-        // Read-only, non-blocking, never our controlling terminal. dblaunch
-        // holds no record locks of its own, so closing this descriptor
-        // (which drops the caller's POSIX locks on the file) loses nothing.
-        let Ok(file) = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
-            .open(&path)
-        else {
-            continue;
-        };
-        let Ok(Some((pid, write))) =
-            kernel::conflicting_record_lock(&file, req.mode == Mode::Write)
-        else {
-            continue;
-        };
-        match pid.filter(|&p| procfs::start_time(p).is_some()) {
-            Some(pid) => holders.push(Holder::Foreign {
-                pid: Some(pid),
-                command: procfs::describe(pid),
-                write,
-            }),
-            None => {
-                let id = file.metadata().ok().map(|m| FileId::of(&m));
-                let owners: Vec<Holder> = procfs::openers(&id.into_iter().collect::<Vec<_>>())
-                    .into_iter()
-                    .filter(|o| o.locked)
-                    .map(|o| Holder::Foreign {
-                        pid: Some(o.pid),
-                        command: procfs::describe(o.pid),
-                        write: o.write_lock,
-                    })
-                    .collect();
-                if owners.is_empty() {
-                    holders.push(Holder::Foreign {
-                        pid: None,
-                        command: String::new(),
-                        write,
-                    });
-                }
-                holders.extend(owners);
-            }
-        }
-    }
-    holders.sort_by_key(|h| match h {
-        Holder::Foreign { pid, .. } => *pid,
-        _ => None,
-    });
-    holders.dedup();
-    holders
-}
-
-/// The regular files a database engine may lock: the database file, or the
-/// files directly inside a directory database (RocksDB's `LOCK`).
-fn lockable_files(path: &Path) -> Vec<PathBuf> {
-    let Ok(meta) = fs::metadata(path) else {
-        return Vec::new();
-    };
-    if meta.is_file() {
-        return vec![path.to_path_buf()];
-    }
-    if !meta.is_dir() {
-        return Vec::new();
-    }
-    fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The files whose locks belong to the database itself: the file, or the
-/// directory and the files directly in it (RocksDB's `LOCK`).
-pub fn database_files(path: &Path) -> Vec<FileId> {
-    let Ok(meta) = fs::metadata(path) else {
-        return Vec::new();
-    };
-    let mut ids = vec![FileId::of(&meta)];
-    if meta.is_dir() {
-        if let Ok(entries) = fs::read_dir(path) {
-            ids.extend(
-                entries
-                    .flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| FileId::of(&m)),
-            );
-        }
-    }
-    ids
-}
-
-/// Locks that are held: every database of one program.
-pub struct Held {
-    entries: Vec<(Request, Ticket, Record)>,
-    /// The backend's grant of the keyed databases.
-    lease: Option<Box<dyn Lease>>,
-    program: String,
-}
-
-impl std::fmt::Debug for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(
-                self.entries
-                    .iter()
-                    .map(|(r, t, _)| (r.db.path(), r.mode, t.id())),
-            )
-            .finish()
-    }
-}
-
-impl Held {
-    pub fn requests(&self) -> impl Iterator<Item = &Request> {
-        self.entries.iter().map(|(r, _, _)| r)
-    }
-
-    /// Each database with its ticket number, and whether it is held within
-    /// an ancestor dblaunch's hold (nested).
-    /// Whether `id` in the queue directory `dir` is one of these tickets.
-    pub fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
-        self.entries.iter().any(|(_, t, _)| t.is(dir, id))
-    }
-
-    pub fn tickets(&self) -> impl Iterator<Item = (&Request, u64, bool)> {
-        self.entries
-            .iter()
-            .map(|(r, t, _)| (r, t.id().number, t.queue().is_nested()))
-    }
-
-    /// The locked descriptors, for the program to inherit.
-    pub fn fds(&self) -> Vec<RawFd> {
-        self.entries
-            .iter()
-            .map(|(_, t, _)| t.fd().as_raw_fd())
-            .collect()
-    }
-
-    /// Fails if a lock directory was removed or replaced while we waited: the
-    /// queue we hold our place in is no longer the one newcomers join.
-    pub fn check_still_queued(&self) -> Result<(), LockError> {
-        match self.entries.iter().find(|(_, t, _)| !t.still_queued()) {
-            Some((req, _, _)) => Err(LockError::Removed {
-                database: req.db.path().to_path_buf(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Conflicting locks taken on the database files outside dblaunch.
-    /// Not asked for a database an ancestor dblaunch holds: its own program
-    /// (which waits for us) may well have the file locked, and waiting for
-    /// it would be a deadlock.
-    pub fn foreign_holders(&self) -> Vec<(PathBuf, Mode, Vec<Holder>)> {
-        self.entries
-            .iter()
-            .filter(|(_, t, _)| !t.queue().is_nested())
-            .map(|(req, _, _)| (req.db.path().to_path_buf(), req.mode, foreign_holders(req)))
-            .filter(|(_, _, h)| !h.is_empty())
-            .collect()
-    }
-
-    /// Live tickets queued after ours, in a mode that conflicts with ours:
-    /// who waits for us to let go.
-    pub fn waiting_behind(&self) -> Vec<(PathBuf, Holder)> {
-        let mut behind = Vec::new();
-        for (req, ticket, _) in &self.entries {
-            let mine = ticket.id();
-            let later: Vec<TicketId> = ticket
-                .queue()
-                .entries()
-                .into_iter()
-                .map(|e| e.id)
-                .filter(|id| id.number > mine.number && mine.mode.conflicts_with(id.mode))
-                .collect();
-            for h in ticket.queue().holders_among(&later) {
-                behind.push((req.db.path().to_path_buf(), h));
-            }
-        }
-        // And on other hosts, as the backend last showed them.
-        if let Some(lease) = &self.lease {
-            for e in lease.waiters() {
-                let database = self
-                    .entries
-                    .iter()
-                    .find(|(r, _, _)| r.key.as_deref() == Some(e.key.as_str()))
-                    .map(|(r, _, _)| r.db.path().to_path_buf())
-                    .unwrap_or_default();
-                behind.push((database, Holder::Remote(e)));
-            }
-        }
-        behind
-    }
-
-    /// Calls `wake` when someone on another host queues behind these locks
-    /// in a conflicting mode (for `yields`); nothing without a backend.
-    pub fn watch_remote_waiters(&self, wake: Box<dyn Fn() + Send>) {
-        if let Some(lease) = &self.lease {
-            lease.watch_waiters(wake);
-        }
-    }
-
-    /// The fencing tokens for the program's environment (SPEC.md §8):
-    /// `DBLAUNCH_FENCING_TOKEN` when it holds one key,
-    /// `DBLAUNCH_FENCING_TOKENS` (`key=token,…`) always.
-    pub fn fencing_env(&self) -> Vec<(String, String)> {
-        let Some(lease) = &self.lease else {
-            return Vec::new();
-        };
-        let tokens = lease.tokens();
-        let mut env = vec![(
-            "DBLAUNCH_FENCING_TOKENS".to_owned(),
-            tokens
-                .iter()
-                .map(|(k, t)| format!("{k}={t}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        )];
-        if let [(_, token)] = tokens.as_slice() {
-            env.push(("DBLAUNCH_FENCING_TOKEN".to_owned(), token.to_string()));
-        }
-        env
-    }
-
-    /// Records that the program running as `pid` now holds the locks.
-    pub fn mark_holding(&mut self, pid: i32, start_time: u64) {
-        if let Some(lease) = &self.lease {
-            lease.started(pid, &self.program);
-        }
-        for (req, ticket, record) in &mut self.entries {
-            *record = record.holding_since(pid, start_time);
-            if let Err(e) = ticket.update(record) {
-                tracing::warn!(
-                    "cannot update the lock record of {}: {e}; status will show this dblaunch instead of the program",
-                    req.db.path().display()
-                );
-            }
-        }
-    }
-
-    /// Lets go of every lock: each database is free for the next holder on
-    /// return, unless processes that escaped the program's process group
-    /// still hold it (see [`Released::kept`]).
-    pub fn release(self) -> Released {
-        // In the reverse of the order taken: the backend, then the host.
-        if let Some(lease) = self.lease {
-            lease.release();
-        }
-        let mut released = Released::default();
-        for (req, ticket, _) in self.entries.into_iter().rev() {
-            let (dir, id) = (ticket.queue().dir().to_path_buf(), ticket.id());
-            match ticket.release() {
-                Release::Free(tidy) => released.freed.push((dir, id, tidy)),
-                Release::HeldBy(pids) => released.kept.push((req.db.path().to_path_buf(), pids)),
-            }
-        }
-        released
-    }
-}
-
-/// What [`Held::release`] let go. The freed tickets' names stay in their
-/// queues, dead, until this is dropped: a caller that has a program to
-/// start next starts it first.
-#[derive(Debug, Default)]
-pub struct Released {
-    /// Databases that stay locked, each with the processes that escaped the
-    /// program's group and hold it still; their tickets stay queued.
-    pub kept: Vec<(PathBuf, Vec<i32>)>,
-    /// Tickets that nobody holds any more: queue directory, id, and what is
-    /// left to clear away.
-    freed: Vec<(PathBuf, TicketId, Tidy)>,
-}
-
-impl Released {
-    /// Whether ticket `id` of the queue in `dir` was let go, and found free.
-    pub fn freed(&self, dir: &Path, id: TicketId) -> bool {
-        self.freed.iter().any(|(d, i, _)| *i == id && d == dir)
-    }
-
-    /// Takes over what `other` let go, to be cleared away with this.
-    pub fn extend(&mut self, other: Released) {
-        self.kept.extend(other.kept);
-        self.freed.extend(other.freed);
-    }
 }

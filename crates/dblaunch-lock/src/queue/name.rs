@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::record::Mode;
+use crate::mode::Mode;
 
 /// A ticket's name: its place in the queue and its mode, `00000000000000000042.w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
