@@ -5,15 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use crate::backend::{Cancel, Lease};
+use crate::backend::{Interrupt, Lease};
 use crate::error::LockError;
 use crate::foreign::foreign_holders;
 use crate::held::{Held, Released};
 use crate::holder::Holder;
 use crate::inherited::{self, Inherited};
 use crate::mode::Mode;
-use crate::queue::{self, Enqueued, Queue, Ticket, TicketId, WaitOutcome};
+use crate::queue::{
+    self, Cancel, Enqueued, Queue, Ticket, TicketId, WaitOutcome, Watched, wait_free,
+};
 use crate::record::{Owner, Record};
 use crate::remote::{Ahead, Remote};
 use crate::request::Request;
@@ -53,6 +56,8 @@ pub struct Acquisition {
     /// The ticket found held when [`Acquisition::advance`] last stopped short:
     /// its queue's directory and its id.
     blocked: Option<(PathBuf, TicketId)>,
+    /// The locks are this process's own (see [`Acquisition::own`]).
+    own: bool,
 }
 
 #[derive(Default)]
@@ -63,7 +68,7 @@ struct Shared {
     /// the kernel.
     tickets: Mutex<Vec<Ticket>>,
     /// Interrupts a wait in the lock backend.
-    remote_cancel: Cancel,
+    remote_cancel: Interrupt,
     /// Who was ahead in the backend when we last started waiting there.
     remote_ahead: Ahead,
     /// The lock backend's server, for messages.
@@ -75,6 +80,19 @@ impl Shared {
         // A panic elsewhere must not wedge lock release.
         self.tickets.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// How [`Acquisition::wait`] ended.
+#[derive(Debug)]
+pub enum Waited {
+    /// Every lock is held.
+    Held(Held),
+    /// The cancel fired (or a signal's handler asked to stop); every ticket
+    /// was given back.
+    Cancelled,
+    /// The deadline passed; every ticket was given back. Who was in the
+    /// way, on which database and for which mode, when it could be told.
+    TimedOut(Option<(PathBuf, Mode, Vec<Holder>)>),
 }
 
 /// The outcome of [`Acquisition::advance`].
@@ -140,7 +158,16 @@ impl Acquisition {
             remote: remote.cloned(),
             lease: None,
             blocked: None,
+            own: false,
         })
+    }
+
+    /// Makes the locks this process's own, as a program locking for itself
+    /// does (not for a program it starts): a forked child closes its copy
+    /// of every ticket at the fork, so it never keeps the lock alive.
+    pub fn own(mut self) -> Acquisition {
+        self.own = true;
+        self
     }
 
     /// Whether the backend must still be asked: a backend is configured,
@@ -155,7 +182,7 @@ impl Acquisition {
     /// `deadline`: `Some(now)` to try once; `Ok(false)`: cancelled.
     fn acquire_remote(
         &mut self,
-        deadline: Option<std::time::Instant>,
+        deadline: Option<Instant>,
         mut on_wait: impl FnMut(Progress),
     ) -> Result<bool, LockError> {
         let Some(remote) = self.remote.clone() else {
@@ -267,7 +294,7 @@ impl Acquisition {
         for (i, req) in self.requests.iter().enumerate() {
             let queue = self.queue(i)?;
             let record = Record::waiting(&self.owner, req.mode);
-            match Ticket::take(&queue, req.mode, &record, true)? {
+            match Ticket::take(&queue, req.mode, &record, true, self.own)? {
                 Enqueued::Queued { ticket, .. } => self.shared.tickets().push(ticket),
                 Enqueued::Busy(holders) => {
                     abandon_all(&self.shared);
@@ -322,7 +349,7 @@ impl Acquisition {
                         return Ok(Step::Blocked);
                     }
                     let record = Record::waiting(&self.owner, req.mode);
-                    match Ticket::take(&queue, req.mode, &record, false)? {
+                    match Ticket::take(&queue, req.mode, &record, false, self.own)? {
                         Enqueued::Queued {
                             ticket,
                             blockers,
@@ -378,6 +405,101 @@ impl Acquisition {
         match self.parents[i] {
             Some(parent) => Queue::nested(&self.requests[i].db, parent.nested_dir()),
             None => Queue::open(&self.requests[i].db),
+        }
+    }
+
+    /// Finishes the acquisition on this thread, sleeping in poll(2) between
+    /// steps (see [`wait_free`]): the wait of a program's own lock, which
+    /// ends at `deadline` (`None`: none) or when `cancel` fires, from any
+    /// thread, with every ticket given back and no thread left behind.
+    /// `on_wait` hears each time it starts waiting behind someone new;
+    /// `interrupted` is asked after a signal woke the wait: `false` stops it
+    /// as a cancel would.
+    pub fn wait(
+        mut self,
+        cancel: &Cancel,
+        deadline: Option<Instant>,
+        mut on_wait: impl FnMut(Progress),
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<Waited, LockError> {
+        let shared = Arc::clone(&self.shared);
+        cancel.on_cancel(Box::new(move || shared.remote_cancel.cancel()));
+        let mut told: Option<(PathBuf, TicketId)> = None;
+        loop {
+            if cancel.is_cancelled() {
+                self.abandon();
+                return Ok(Waited::Cancelled);
+            }
+            match self.advance(false, |_| {}) {
+                Ok(Step::Done) => return Ok(Waited::Held(self.into_held())),
+                Ok(Step::Blocked) => {}
+                Err(e) => {
+                    self.abandon();
+                    return Err(e);
+                }
+            }
+            let Some((dir, id)) = self.blocker().map(|(d, i)| (d.to_path_buf(), i)) else {
+                // Every host-local lock is held; the backend is left.
+                match self.acquire_remote(deadline, &mut on_wait) {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        self.abandon();
+                        return Ok(Waited::Cancelled);
+                    }
+                    Err(LockError::Busy {
+                        database,
+                        mode,
+                        holders,
+                        ..
+                    }) => {
+                        self.abandon();
+                        return Ok(Waited::TimedOut(Some((database, mode, holders))));
+                    }
+                    Err(e) => {
+                        self.abandon();
+                        return Err(e);
+                    }
+                }
+            };
+            if told.as_ref() != Some(&(dir.clone(), id)) {
+                if let Some(progress) = self.waiting() {
+                    on_wait(progress);
+                }
+                told = Some((dir.clone(), id));
+            }
+            let watched = wait_free(&dir.join(id.file_name()), cancel, deadline);
+            match watched {
+                Ok(Watched::Free) => {}
+                Ok(Watched::Interrupted) => {
+                    if !interrupted() {
+                        self.abandon();
+                        return Ok(Waited::Cancelled);
+                    }
+                }
+                Ok(Watched::Cancelled) => {
+                    self.abandon();
+                    return Ok(Waited::Cancelled);
+                }
+                Ok(Watched::TimedOut) => {
+                    let ahead = self.holders_now();
+                    self.abandon();
+                    return Ok(Waited::TimedOut(ahead));
+                }
+                Err(source) => {
+                    let database = self
+                        .requests
+                        .get(self.next)
+                        .map(|r| r.db.path().to_path_buf())
+                        .unwrap_or_default();
+                    self.abandon();
+                    return Err(LockError::Io {
+                        action: "wait for",
+                        path: dir,
+                        database,
+                        source,
+                    });
+                }
+            }
         }
     }
 

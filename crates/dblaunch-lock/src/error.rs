@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backend::BackendError;
-use crate::holder::{Holder, round};
+use crate::holder::{Holder, HolderList, round};
 use crate::mode::Mode;
 
 #[derive(Debug, thiserror::Error)]
@@ -122,23 +122,6 @@ pub enum LockError {
         waited: Duration,
         limit: Duration,
     },
-}
-
-struct HolderList<'a>(&'a [Holder]);
-
-impl fmt::Display for HolderList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("the process holding it could not be identified");
-        }
-        for (i, h) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", and ")?;
-            }
-            write!(f, "{h}")?;
-        }
-        Ok(())
-    }
 }
 
 struct WaitedFor<'a>(&'a Duration, &'a Duration);

@@ -5,7 +5,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::backend::Lease;
+use crate::backend::{Fence, Lease};
 use crate::error::LockError;
 use crate::foreign::foreign_holders;
 use crate::holder::Holder;
@@ -158,10 +158,29 @@ impl Held {
         env
     }
 
-    /// Records that the program running as `pid` now holds the locks.
+    /// Records that the program running as `pid` (its process group) now
+    /// holds the locks.
     pub fn mark_holding(&mut self, pid: i32, start_time: u64) {
+        self.mark(Fence::Group(pid), pid, start_time);
+    }
+
+    /// Records that this process holds the locks itself (a program locking
+    /// for itself): its records name it, and a lease that cannot be renewed
+    /// kills it alone.
+    pub fn mark_holding_here(&mut self) {
+        let (me, start) = crate::record::own_identity();
+        self.mark(Fence::Process(me), me, start);
+    }
+
+    /// The fencing token of each backend key held: strictly increasing over
+    /// the grants of a key. Empty without a backend.
+    pub fn tokens(&self) -> Vec<(String, i64)> {
+        self.lease.as_ref().map(|l| l.tokens()).unwrap_or_default()
+    }
+
+    fn mark(&mut self, fence: Fence, pid: i32, start_time: u64) {
         if let Some(lease) = &self.lease {
-            lease.started(pid, &self.program);
+            lease.started(fence, &self.program);
         }
         for (req, ticket, record) in &mut self.entries {
             *record = record.holding_since(pid, start_time);

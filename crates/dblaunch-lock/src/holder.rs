@@ -121,6 +121,24 @@ impl fmt::Display for Holder {
     }
 }
 
+/// Holders as a message names them: each, joined by ", and".
+pub(crate) struct HolderList<'a>(pub(crate) &'a [Holder]);
+
+impl fmt::Display for HolderList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("the process holding it could not be identified");
+        }
+        for (i, h) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", and ")?;
+            }
+            write!(f, "{h}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A duration rounded for people: milliseconds below 10 s, else seconds.
 pub fn round(d: Duration) -> humantime::FormattedDuration {
     let d = if d < Duration::from_secs(10) {

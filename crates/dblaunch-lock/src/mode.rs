@@ -21,6 +21,12 @@ impl Mode {
         self == Mode::Write || other == Mode::Write
     }
 
+    /// Whether holding `self` already allows `wanted`: write covers read and
+    /// write, read covers read.
+    pub fn covers(self, wanted: Mode) -> bool {
+        self == Mode::Write || wanted == Mode::Read
+    }
+
     pub(crate) fn letter(self) -> char {
         match self {
             Mode::Read => 'r',
@@ -33,6 +39,22 @@ impl Mode {
             "r" => Some(Mode::Read),
             "w" => Some(Mode::Write),
             _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    /// `read` or `write`, as `status` shows them (and `r`/`w`,
+    /// `shared`/`exclusive`).
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "read" | "r" | "shared" => Ok(Mode::Read),
+            "write" | "w" | "exclusive" => Ok(Mode::Write),
+            other => Err(format!(
+                "mode {other:?} is neither \"read\" (shared with other readers) nor \"write\" (exclusive)"
+            )),
         }
     }
 }

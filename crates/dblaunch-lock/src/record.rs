@@ -105,13 +105,20 @@ impl Record {
     }
 }
 
-/// This process's pid and start time, read once.
-fn own_identity() -> (i32, u64) {
-    static ME: std::sync::OnceLock<(i32, u64)> = std::sync::OnceLock::new();
-    *ME.get_or_init(|| {
-        let me = std::process::id() as i32;
-        (me, procfs::start_time(me).unwrap_or_default())
-    })
+/// This process's pid and start time, read once per process (again in a
+/// forked child, whose pid is its own).
+pub(crate) fn own_identity() -> (i32, u64) {
+    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+    static PID: AtomicI32 = AtomicI32::new(0);
+    static START: AtomicU64 = AtomicU64::new(0);
+    let me = std::process::id() as i32;
+    if PID.load(Ordering::Acquire) == me {
+        return (me, START.load(Ordering::Acquire));
+    }
+    let start = procfs::start_time(me).unwrap_or_default();
+    START.store(start, Ordering::Release);
+    PID.store(me, Ordering::Release);
+    (me, start)
 }
 
 fn now_rfc3339() -> String {

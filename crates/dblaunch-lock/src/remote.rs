@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::backend::{Acquired, Backend, Cancel, Claim, Claimant, Lease};
+use crate::backend::{Acquired, Backend, BackendError, Claim, Claimant, Config, Interrupt, Lease};
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::mode::Mode;
@@ -27,6 +27,14 @@ pub struct Remote {
 pub(crate) type Ahead = Mutex<Option<(PathBuf, Mode, Vec<Holder>)>>;
 
 impl Remote {
+    /// Connects to the engine `config` names, as this host.
+    pub fn connect(config: &Config) -> Result<Remote, BackendError> {
+        Ok(Remote {
+            backend: config.open()?,
+            host: crate::host::name().to_owned(),
+        })
+    }
+
     /// Takes the backend's claims for the keyed `requests` on behalf of
     /// `program`. `deadline`: `Some(now)` to try once, `None` to wait as long
     /// as it takes. `ahead` and `on_wait` hear who is ahead each time the
@@ -36,7 +44,7 @@ impl Remote {
         requests: &[Request],
         program: &str,
         deadline: Option<Instant>,
-        cancel: &Cancel,
+        cancel: &Interrupt,
         ahead: &Ahead,
         mut on_wait: impl FnMut(PathBuf, Mode, Vec<Holder>),
     ) -> Result<Option<Box<dyn Lease>>, LockError> {

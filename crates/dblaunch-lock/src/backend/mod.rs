@@ -153,13 +153,13 @@ pub struct Entry {
 
 /// Asks an acquisition to stop; shared with the thread that acquires.
 #[derive(Default)]
-pub struct Cancel {
+pub struct Interrupt {
     pub cancelled: AtomicBool,
     /// How to interrupt a wait in progress (the engine's own cancel).
     pub interrupt: std::sync::Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
-impl Cancel {
+impl Interrupt {
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -186,7 +186,7 @@ pub trait Backend: Send + Sync {
         claims: &[Claim],
         who: &Claimant,
         deadline: Option<Instant>,
-        cancel: &Cancel,
+        cancel: &Interrupt,
         on_wait: &mut dyn FnMut(&Claim, Vec<Entry>),
     ) -> Result<Acquired, BackendError>;
     /// Holders and waiters of these keys on every host, holders first.
@@ -215,9 +215,10 @@ pub trait Lease: Send {
     /// The fencing token of each key: strictly increasing over the grants of
     /// a key, for storage that checks them.
     fn tokens(&self) -> Vec<(String, i64)>;
-    /// The program that now uses the claims, whose process group is killed
-    /// if the lease cannot be renewed in time.
-    fn started(&self, pid: i32, program: &str);
+    /// The program that now uses the claims, which is killed (its process
+    /// group, or the one process, as `fence` says) if the lease cannot be
+    /// renewed in time.
+    fn started(&self, fence: Fence, program: &str);
     /// Lets go (the program has ended).
     fn release(self: Box<Self>);
     /// From now on, calls `wake` whenever the claimants queued behind this
@@ -226,6 +227,16 @@ pub trait Lease: Send {
     fn watch_waiters(&self, wake: Box<dyn Fn() + Send>);
     /// Who waits behind this lease in a conflicting mode, as last seen.
     fn waiters(&self) -> Vec<Entry>;
+}
+
+/// What a lease that can no longer be renewed kills, before another host
+/// may be granted the lock: two holders must never overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fence {
+    /// A program's process group: what the launcher starts.
+    Group(i32),
+    /// One process: a program that locks for itself.
+    Process(i32),
 }
 
 /// The backend cannot be used.

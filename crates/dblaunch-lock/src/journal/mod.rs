@@ -25,4 +25,4 @@ mod writer;
 
 pub use line::{Kind, Line, Outcome, Party, seconds};
 pub use read::{Contents, read};
-pub use writer::{FILE, Journal, ROTATED, enabled, files};
+pub use writer::{FILE, Journal, ROTATED, enabled, files, record};

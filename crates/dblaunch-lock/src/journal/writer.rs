@@ -7,7 +7,12 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::line::Line;
+use crate::remote::Remote;
+use crate::request::Request;
 
 /// The journal's file name in a lock directory.
 pub const FILE: &str = "journal";
@@ -124,6 +129,28 @@ impl Journal {
             *slot = open(lock_dir).map_err(|e| warn_once(lock_dir, &e)).ok();
         }
     }
+}
+
+/// Writes `line` at once to the journal of `req`'s database, and to the
+/// lock backend's when the database has a key there (so that history covers
+/// every host): the journal of a program's own locks. (The launcher queues
+/// its lines with [`Journal::append`] and writes them before it sleeps.)
+pub fn record(req: &Request, remote: Option<&Remote>, line: &Line) {
+    static OWN: Mutex<Option<Journal>> = Mutex::new(None);
+    if !enabled() {
+        return;
+    }
+    let Ok(text) = serde_json::to_string(line) else {
+        return;
+    };
+    if let (Some(key), Some(remote)) = (&req.key, remote) {
+        remote.backend.record(key, &text);
+    }
+    crate::fork::protect(&OWN);
+    let mut own = OWN.lock().unwrap_or_else(|p| p.into_inner());
+    let journal = own.get_or_insert_with(Journal::default);
+    journal.append(&req.db.lock_dir(), text);
+    journal.flush();
 }
 
 fn warn_once(lock_dir: &Path, e: &io::Error) {

@@ -19,7 +19,8 @@
 //! | `handle.rs` | [`Queue`]: what anyone may read of a queue |
 //! | `entry.rs` | [`QueueEntry`]: one ticket as others see it, and its owner's role |
 //! | `ticket.rs` | [`Ticket`]: our own place: take, update, abandon, release |
-//! | `wait.rs` | waiting for our turn behind the earlier tickets |
+//! | `wait.rs` | waiting for our turn behind the earlier tickets, in flock(2) |
+//! | `watch.rs` | waiting for one ticket to be let go, in poll(2), cancellable |
 //! | `tidy.rs` | clearing away what nobody holds |
 
 mod entry;
@@ -31,6 +32,7 @@ mod record_file;
 mod ticket;
 mod tidy;
 mod wait;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -41,3 +43,4 @@ pub use name::{TicketId, nested_dir_of};
 pub use ticket::{Enqueued, Release, Ticket};
 pub use tidy::Tidy;
 pub use wait::{WaitOutcome, has_tickets, wait_turn};
+pub use watch::{Cancel, Watched, wait_free};

@@ -3,7 +3,7 @@
 //! ticket is gone. Taking one, rewriting its record, giving it up unused,
 //! and releasing it.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
@@ -14,6 +14,7 @@ use super::lock_dir::{LockDir, TMP_PREFIX};
 use super::name::{NESTED_SUFFIX, TicketId};
 use super::tidy::{Tidy, remove_if_unheld, take_if_unheld};
 use crate::error::LockError;
+use crate::fork::TicketFile;
 use crate::holder::Holder;
 use crate::kernel::{self, Kind};
 use crate::mode::Mode;
@@ -26,7 +27,7 @@ use crate::record::Record;
 pub struct Ticket {
     queue: Queue,
     id: TicketId,
-    file: File,
+    file: TicketFile,
 }
 
 /// The result of [`Ticket::take`].
@@ -64,11 +65,15 @@ pub enum Release {
 impl Ticket {
     /// Takes a place in `queue`. With `no_wait`, takes it only if no live
     /// conflicting ticket is ahead, and otherwise reports who is in the way.
+    /// `own`: the lock is this process's own (a program locking for
+    /// itself), not one for a program it starts: a forked child does not
+    /// keep it (see `fork.rs`).
     pub fn take(
         queue: &Queue,
         mode: Mode,
         record: &Record,
         no_wait: bool,
+        own: bool,
     ) -> Result<Enqueued, LockError> {
         let dir = queue.lock_dir();
         let gate = queue.gate()?;
@@ -105,12 +110,17 @@ impl Ticket {
         // fail.
         let tmp = dir.join(&format!("{TMP_PREFIX}{number:020}.{}", std::process::id()));
         let file = dir.create_new(&tmp)?;
+        let file = if own {
+            TicketFile::own(file)
+        } else {
+            TicketFile::inherited(file)
+        };
         let ticket = Ticket {
             queue: queue.clone(),
             id,
             file,
         };
-        let made = kernel::lock(&ticket.file, Kind::Exclusive, false)
+        let made = kernel::lock(ticket.file.get(), Kind::Exclusive, false)
             .map_err(io::Error::from)
             .and_then(|locked| {
                 if locked {
@@ -151,7 +161,7 @@ impl Ticket {
 
     /// The locked descriptor, for the program to inherit.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.file.get().as_fd()
     }
 
     /// Rewrites the record in place. Done while holding the ticket's lock;
@@ -160,19 +170,19 @@ impl Ticket {
         let mut bytes = record.to_bytes();
         // Pad a shorter record with spaces (JSON ignores them) rather than
         // truncating the file: saves a metadata change per launch.
-        let old = self.file.metadata()?.len() as usize;
+        let old = self.file.get().metadata()?.len() as usize;
         if bytes.len() < old {
             bytes.truncate(bytes.len() - 1);
             bytes.resize(old - 1, b' ');
             bytes.push(b'\n');
         }
-        self.file.write_all_at(&bytes, 0)
+        self.file.get().write_all_at(&bytes, 0)
     }
 
     /// Whether this ticket's file is still the one in the queue directory
     /// (the directory was not removed or replaced while we waited).
     pub fn still_queued(&self) -> bool {
-        let Ok(ours) = self.file.metadata() else {
+        let Ok(ours) = self.file.get().metadata() else {
             return false;
         };
         let theirs = fs::symlink_metadata(self.queue.lock_dir().ticket_path(self.id));
@@ -192,7 +202,7 @@ impl Ticket {
     /// through an inherited descriptor.
     pub fn release(self) -> Release {
         let path = self.queue.lock_dir().ticket_path(self.id);
-        let ino = self.file.metadata().ok().map(|m| FileId::of(&m));
+        let ino = self.file.get().metadata().ok().map(|m| FileId::of(&m));
         drop(self.file);
         // No gate needed: a shared lock on a released ticket proves that
         // nobody holds it exclusively (only its owner's description ever

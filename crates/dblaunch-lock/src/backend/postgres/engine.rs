@@ -11,7 +11,7 @@ use postgres::error::SqlState;
 use super::connect::Connector;
 use super::schema::{CLASS, ensure_schema};
 use super::{journal, lease};
-use crate::backend::{Acquired, Backend, BackendError, Cancel, Claim, Claimant, Config, Entry};
+use crate::backend::{Acquired, Backend, BackendError, Claim, Claimant, Config, Entry, Interrupt};
 use crate::mode::Mode;
 
 pub struct Postgres {
@@ -41,7 +41,7 @@ impl Postgres {
         claims: &[Claim],
         who: &Claimant,
         deadline: Option<Instant>,
-        cancel: &Cancel,
+        cancel: &Interrupt,
         on_wait: &mut dyn FnMut(&Claim, Vec<Entry>),
     ) -> Result<Acquired, Attempt> {
         let mut client = self
@@ -127,7 +127,7 @@ impl Postgres {
         holder_id: &str,
         claims: &[Claim],
         deadline: Option<Instant>,
-        cancel: &Cancel,
+        cancel: &Interrupt,
         on_wait: &mut dyn FnMut(&Claim, Vec<Entry>),
     ) -> Result<Option<Grant>, Attempt> {
         let lost = |e: &postgres::Error| Attempt::Lost(self.failed(e));
@@ -308,7 +308,7 @@ impl Backend for Postgres {
         claims: &[Claim],
         who: &Claimant,
         deadline: Option<Instant>,
-        cancel: &Cancel,
+        cancel: &Interrupt,
         on_wait: &mut dyn FnMut(&Claim, Vec<Entry>),
     ) -> Result<Acquired, BackendError> {
         let mut warned = false;
@@ -420,7 +420,7 @@ fn leave(client: &mut Client, holder_id: &str) {
     let _ = client.batch_execute("SELECT pg_advisory_unlock_all()");
 }
 
-fn set_interrupt(cancel: &Cancel, f: Option<Box<dyn Fn() + Send>>) {
+fn set_interrupt(cancel: &Interrupt, f: Option<Box<dyn Fn() + Send>>) {
     *cancel.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = f;
 }
 

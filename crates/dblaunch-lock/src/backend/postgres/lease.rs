@@ -18,7 +18,7 @@ use nix::time::{ClockId, clock_gettime};
 use nix::unistd::Pid;
 use postgres::Client;
 
-use crate::backend::{Entry, Lease};
+use crate::backend::{Entry, Fence, Lease};
 use crate::mode::Mode;
 
 pub struct PgLease {
@@ -33,8 +33,10 @@ struct Shared {
     server: String,
     /// CLOCK_BOOTTIME (ns) when the last renewal that succeeded was sent.
     last_ok: AtomicU64,
-    /// The program's process group, once started.
+    /// The program's process group (or process, see `single`), once started.
     pgid: AtomicI32,
+    /// `pgid` is one process, not a group: a program that locks for itself.
+    single: AtomicBool,
     program: Mutex<String>,
     /// Renewals failed for too long: the program was (or will be) killed.
     fenced: AtomicBool,
@@ -87,6 +89,7 @@ impl PgLease {
             server,
             last_ok: AtomicU64::new(granted_at.as_nanos() as u64),
             pgid: AtomicI32::new(0),
+            single: AtomicBool::new(false),
             program: Mutex::new(String::new()),
             fenced: AtomicBool::new(false),
             done: Mutex::new(false),
@@ -137,16 +140,21 @@ impl Lease for PgLease {
         self.tokens.clone()
     }
 
-    fn started(&self, pid: i32, program: &str) {
+    fn started(&self, fence: Fence, program: &str) {
         *self
             .shared
             .program
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = program.to_owned();
+        let (pid, single) = match fence {
+            Fence::Group(pgid) => (pgid, false),
+            Fence::Process(pid) => (pid, true),
+        };
+        self.shared.single.store(single, Ordering::SeqCst);
         self.shared.pgid.store(pid, Ordering::SeqCst);
         // The watchdog may have fired before the program existed.
         if self.shared.fenced.load(Ordering::SeqCst) {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            kill(&self.shared, pid);
         }
     }
 
@@ -320,6 +328,16 @@ fn watch(shared: &Shared) {
     }
 }
 
+/// Sends SIGKILL to what the lease protects: the program's group, or the
+/// one process that locks for itself.
+fn kill(shared: &Shared, pid: i32) {
+    if shared.single.load(Ordering::SeqCst) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    } else {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
 /// Kills the program's group: past this point another host may be granted
 /// the lock, and two writers must never overlap.
 fn fence(shared: &Shared) {
@@ -334,11 +352,16 @@ fn fence(shared: &Shared) {
         .clone();
     let silent = humantime::format_duration(shared.lease - margin(shared.lease));
     if pgid > 0 {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        let what = if shared.single.load(Ordering::SeqCst) {
+            format!("process {pgid}")
+        } else {
+            format!("its process group {pgid}")
+        };
         tracing::error!(
-            "{program}: killed (SIGKILL to its process group {pgid}): its lease could not be renewed with the lock backend {} for {silent}, and another host may be granted the lock once the lease runs out",
+            "{program}: killed (SIGKILL to {what}): its lease could not be renewed with the lock backend {} for {silent}, and another host may be granted the lock once the lease runs out",
             shared.server
         );
+        kill(shared, pgid);
     } else {
         tracing::error!(
             "the lease could not be renewed with the lock backend {} for {silent}: nothing is started with it",
