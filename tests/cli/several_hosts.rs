@@ -1026,3 +1026,154 @@ fn a_wait_that_runs_out_before_the_backend_answers_names_the_server() {
     assert_eq!(env.tickets("app.db"), 0, "a local lock was left");
     drop(silent);
 }
+
+/// `[backend]` may give only the lease, the URL (and the password in it)
+/// kept out of the committed file in DBLAUNCH_BACKEND: `run`, `exec` and
+/// `status` lock and look through that server, under the manifest's lease.
+/// Without a URL anywhere, every command that reads the manifest refuses
+/// it, `check` included: exit 2, at the line of `[backend]`.
+#[test]
+fn a_lease_only_backend_takes_its_url_from_the_environment() {
+    let env = Env::new();
+    let key = "lease-only";
+    let go = env.path("go");
+    let hosts: Vec<Host> = ["alpha", "beta"]
+        .into_iter()
+        .map(|name| {
+            let dir = env.path(name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(
+                dir.join("dblaunch.toml"),
+                format!(
+                    "[backend]\nlease = \"3s\"\n\n[databases]\nletters = {{ path = \"letters.db\", key = \"{key}\" }}\n\n{}",
+                    env.probe_program(
+                        "held",
+                        &format!(", \"--until\", \"{}\"", go.display()),
+                        "writes = [\"letters\"]"
+                    )
+                ),
+            )
+            .unwrap();
+            Host {
+                name: name.to_owned(),
+                dir,
+                netns: None,
+            }
+        })
+        .collect();
+    let (alpha, beta) = (&hosts[0], &hosts[1]);
+    let manifest = alpha.dir.join("dblaunch.toml");
+
+    // No URL anywhere: a manifest error, whatever the command.
+    let marker = env.path("ran");
+    let commands: [&[&str]; 5] = [
+        &["check"],
+        &["run", "held"],
+        &[
+            "exec",
+            "--write",
+            "letters",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ],
+        &["status"],
+        &["history"],
+    ];
+    for args in commands {
+        let out = alpha.run(args);
+        let err = text(&out.stderr);
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(
+            err.contains("[backend] has no url")
+                && err.contains("DBLAUNCH_BACKEND")
+                && err.contains(&format!("{}:1:2", manifest.display())),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!marker.exists(), "the command ran");
+    assert!(!env.path("events.log").exists(), "the program ran");
+
+    // The URL from the environment.
+    let with_url = |mut c: Command| {
+        c.env("DBLAUNCH_BACKEND", url(server().port, PASSWORD, "postgres"));
+        c
+    };
+    let output = |c: Command| wait_output(with_url(c).stdout(Stdio::piped()).spawn().unwrap());
+    let out = output(alpha.cmd(&["check"]));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let b = backend(Duration::from_secs(10));
+    let mut run = with_url(alpha.cmd(&["run", "held"])).spawn().unwrap();
+    env.wait_event("held to start", |e| e.label == "held" && e.what == "start");
+    // The lock went through the server: beta's status reads alpha's holder
+    // there, and so does this test.
+    let out = output(beta.cmd(&["status", "--json"]));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = status["backend"]["server"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains(&format!("127.0.0.1:{}", server().port)) && !shown.contains(PASSWORD),
+        "{status}"
+    );
+    let holder = &status["backend"]["keys"][0]["holders"][0];
+    assert_eq!(holder["program"], "held", "{status}");
+    assert_eq!(holder["host"], "alpha", "{status}");
+    let first_token = holder["token"].as_i64().expect("a fencing token");
+    assert!(
+        b.entries(&[key.to_owned()])
+            .unwrap()
+            .iter()
+            .any(|e| e.holding && e.program == "held" && e.token == Some(first_token)),
+        "the server does not know the holder"
+    );
+    // An exec on beta queues behind it in the server, and its program gets
+    // the next fencing token.
+    let next = with_url(beta.cmd(&[
+        "exec",
+        "--write",
+        "letters",
+        "--",
+        "sh",
+        "-c",
+        "echo $DBLAUNCH_FENCING_TOKEN",
+    ]))
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until("beta's exec to queue in the server", || {
+        waiters(&*b, key) == 1
+    });
+    touch(&go);
+    assert_eq!(
+        wait_status(&mut run).code(),
+        Some(0),
+        "{}",
+        stderr_of(&mut run)
+    );
+    let out = wait_output(next);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let token: i64 = text(&out.stdout).trim().parse().expect("a fencing token");
+    assert!(token > first_token, "{token} after {first_token}");
+
+    // The lease is the manifest's: a holder that crashes is waited out for
+    // 3s, not for the default 10s.
+    let go2 = env.path("go2");
+    let mut crashing = with_url(alpha.cmd(&with_cmd(
+        &["exec", "--write", "letters"],
+        &env.probe("crashing", &["--until", go2.to_str().unwrap()]),
+    )))
+    .spawn()
+    .unwrap();
+    env.wait_event("crashing to start", |e| {
+        e.label == "crashing" && e.what == "start"
+    });
+    let mut waiter = with_url(beta.cmd(&["run", "held"])).spawn().unwrap();
+    wait_until("beta's run to queue in the server", || {
+        waiters(&*b, key) == 1
+    });
+    kill(crashing.id() as i32, libc::SIGKILL);
+    let _ = crashing.wait();
+    assert_eq!(wait_status(&mut waiter).code(), Some(0));
+    let err = stderr_of(&mut waiter);
+    assert!(err.contains("waiting out its lease of 3s"), "{err}");
+}
