@@ -7,9 +7,10 @@
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dblaunch_lock::backend::{Backend, Config};
@@ -19,14 +20,17 @@ use crate::*;
 const PASSWORD: &str = "s3cret-pw";
 
 /// The server every test of this file shares (a key per test keeps them
-/// apart); stopped when the test process is gone.
+/// apart); stopped when the test process ends.
 struct Server {
     port: u16,
     _dir: tempfile::TempDir,
+    /// Stops the server when its standard input closes.
+    reaper: Mutex<Option<Child>>,
 }
 
+static SERVER: OnceLock<Server> = OnceLock::new();
+
 fn server() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(start_server)
 }
 
@@ -147,24 +151,50 @@ fn start_server() -> Server {
         text(&out.stderr),
         fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
     );
-    // Stop it, and remove its directory, when this test process is gone
-    // (however it ends).
-    let stop = format!(
-        "while [ -d /proc/{} ]; do sleep 1; done; {} -D {} -m immediate stop; rm -rf {}",
-        std::process::id(),
-        pg_bin("pg_ctl").display(),
-        data.display(),
-        dir.path().display()
-    );
-    // The shell leaves it running in the background and exits.
-    as_server_user(Path::new("/bin/sh"))
-        .args(["-c", &format!("({stop}) >/dev/null 2>&1 &")])
-        .stdin(Stdio::null())
+    // Stop it, and remove its directory, when this test process ends,
+    // however it ends: the reaper waits for the end of its standard input,
+    // a pipe that only this process writes to (its end is closed on exec, so
+    // no other child holds it), which closes when this process exits or, on
+    // a normal exit, earlier, in `stop_server`. In a process group of its own,
+    // so that a Ctrl-C to the test run does not kill it first.
+    let reaper = as_server_user(Path::new("/bin/sh"))
+        .args([
+            "-c",
+            &format!(
+                "read -r _; {} -D {} -m immediate stop; rm -rf {}",
+                pg_bin("pg_ctl").display(),
+                data.display(),
+                dir.path().display()
+            ),
+        ])
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .process_group(0)
+        .spawn()
         .expect("start the server's reaper");
-    Server { port, _dir: dir }
+    // SAFETY: `stop_server` is an `extern "C" fn()` that cannot unwind.
+    // Registered after the suite's check for leftover processes, it runs
+    // before it.
+    unsafe { libc::atexit(stop_server) };
+    Server {
+        port,
+        _dir: dir,
+        reaper: Mutex::new(Some(reaper)),
+    }
+}
+
+/// At exit: stops the server (through its reaper) and waits until it has
+/// stopped, so that it does not outlive the test process.
+extern "C" fn stop_server() {
+    let Some(server) = SERVER.get() else {
+        return;
+    };
+    let reaper = server.reaper.lock().ok().and_then(|mut r| r.take());
+    if let Some(mut reaper) = reaper {
+        drop(reaper.stdin.take());
+        let _ = reaper.wait();
+    }
 }
 
 /// TLS: `require` encrypts without checking; `verify-ca` checks the chain;
