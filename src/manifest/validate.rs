@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dblaunch_lock::backend::BACKEND_ENV;
 use toml::Spanned;
 
 use super::error::Diagnostic;
@@ -137,10 +138,21 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
         })
         .collect();
     let backend = raw.backend.as_ref().and_then(|(at, b)| {
-        let Some(url) = &b.url else {
+        // DBLAUNCH_BACKEND overrides `url` (`Config::resolve`), so it may
+        // also stand in for it: the URL, and the password in it, then stay
+        // out of the committed file. Read as `Config::resolve` reads it.
+        let from_env = std::env::var(BACKEND_ENV)
+            .ok()
+            .filter(|u| !u.trim().is_empty());
+        let Some(url) = b.url.as_ref().map(|u| u.get_ref().clone()).or(from_env) else {
             diags.push(
-                Diagnostic::new("[backend] has no url", Some(at.span()))
-                    .help("write url = \"postgres://USER@HOST/DATABASE\", or remove [backend] to lock on this host only"),
+                Diagnostic::new(
+                    format!("[backend] has no url, and {BACKEND_ENV}, which may give it instead, is not set"),
+                    Some(at.span()),
+                )
+                .help(format!(
+                    "write url = \"postgres://USER@HOST/DATABASE\" here, or keep the URL (and its password) out of this file: set {BACKEND_ENV}=postgres://USER:PASSWORD@HOST/DATABASE for every dblaunch command, `check` included (it checks the manifest as the other commands see it, with the same environment); or remove [backend] to lock on this host only"
+                )),
             );
             return None;
         };
@@ -157,10 +169,7 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
                 }
             },
         };
-        Some(dblaunch_lock::backend::Config {
-            url: url.get_ref().clone(),
-            lease,
-        })
+        Some(dblaunch_lock::backend::Config { url, lease })
     });
 
     // Names: programs and groups share one namespace.

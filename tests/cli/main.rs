@@ -18,6 +18,7 @@ mod foreign;
 mod fuzz;
 mod history;
 mod hostile;
+mod leftovers;
 mod manifest;
 mod nested;
 mod restart;

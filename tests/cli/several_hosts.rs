@@ -7,9 +7,10 @@
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dblaunch_lock::backend::{Backend, Config};
@@ -19,14 +20,17 @@ use crate::*;
 const PASSWORD: &str = "s3cret-pw";
 
 /// The server every test of this file shares (a key per test keeps them
-/// apart); stopped when the test process is gone.
+/// apart); stopped when the test process ends.
 struct Server {
     port: u16,
     _dir: tempfile::TempDir,
+    /// Stops the server when its standard input closes.
+    reaper: Mutex<Option<Child>>,
 }
 
+static SERVER: OnceLock<Server> = OnceLock::new();
+
 fn server() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(start_server)
 }
 
@@ -147,24 +151,50 @@ fn start_server() -> Server {
         text(&out.stderr),
         fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
     );
-    // Stop it, and remove its directory, when this test process is gone
-    // (however it ends).
-    let stop = format!(
-        "while [ -d /proc/{} ]; do sleep 1; done; {} -D {} -m immediate stop; rm -rf {}",
-        std::process::id(),
-        pg_bin("pg_ctl").display(),
-        data.display(),
-        dir.path().display()
-    );
-    // The shell leaves it running in the background and exits.
-    as_server_user(Path::new("/bin/sh"))
-        .args(["-c", &format!("({stop}) >/dev/null 2>&1 &")])
-        .stdin(Stdio::null())
+    // Stop it, and remove its directory, when this test process ends,
+    // however it ends: the reaper waits for the end of its standard input,
+    // a pipe that only this process writes to (its end is closed on exec, so
+    // no other child holds it), which closes when this process exits or, on
+    // a normal exit, earlier, in `stop_server`. In a process group of its own,
+    // so that a Ctrl-C to the test run does not kill it first.
+    let reaper = as_server_user(Path::new("/bin/sh"))
+        .args([
+            "-c",
+            &format!(
+                "read -r _; {} -D {} -m immediate stop; rm -rf {}",
+                pg_bin("pg_ctl").display(),
+                data.display(),
+                dir.path().display()
+            ),
+        ])
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .process_group(0)
+        .spawn()
         .expect("start the server's reaper");
-    Server { port, _dir: dir }
+    // SAFETY: `stop_server` is an `extern "C" fn()` that cannot unwind.
+    // Registered after the suite's check for leftover processes, it runs
+    // before it.
+    unsafe { libc::atexit(stop_server) };
+    Server {
+        port,
+        _dir: dir,
+        reaper: Mutex::new(Some(reaper)),
+    }
+}
+
+/// At exit: stops the server (through its reaper) and waits until it has
+/// stopped, so that it does not outlive the test process.
+extern "C" fn stop_server() {
+    let Some(server) = SERVER.get() else {
+        return;
+    };
+    let reaper = server.reaper.lock().ok().and_then(|mut r| r.take());
+    if let Some(mut reaper) = reaper {
+        drop(reaper.stdin.take());
+        let _ = reaper.wait();
+    }
 }
 
 /// TLS: `require` encrypts without checking; `verify-ca` checks the chain;
@@ -1025,4 +1055,155 @@ fn a_wait_that_runs_out_before_the_backend_answers_names_the_server() {
     assert!(!marker.exists(), "the command ran");
     assert_eq!(env.tickets("app.db"), 0, "a local lock was left");
     drop(silent);
+}
+
+/// `[backend]` may give only the lease, the URL (and the password in it)
+/// kept out of the committed file in DBLAUNCH_BACKEND: `run`, `exec` and
+/// `status` lock and look through that server, under the manifest's lease.
+/// Without a URL anywhere, every command that reads the manifest refuses
+/// it, `check` included: exit 2, at the line of `[backend]`.
+#[test]
+fn a_lease_only_backend_takes_its_url_from_the_environment() {
+    let env = Env::new();
+    let key = "lease-only";
+    let go = env.path("go");
+    let hosts: Vec<Host> = ["alpha", "beta"]
+        .into_iter()
+        .map(|name| {
+            let dir = env.path(name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(
+                dir.join("dblaunch.toml"),
+                format!(
+                    "[backend]\nlease = \"3s\"\n\n[databases]\nletters = {{ path = \"letters.db\", key = \"{key}\" }}\n\n{}",
+                    env.probe_program(
+                        "held",
+                        &format!(", \"--until\", \"{}\"", go.display()),
+                        "writes = [\"letters\"]"
+                    )
+                ),
+            )
+            .unwrap();
+            Host {
+                name: name.to_owned(),
+                dir,
+                netns: None,
+            }
+        })
+        .collect();
+    let (alpha, beta) = (&hosts[0], &hosts[1]);
+    let manifest = alpha.dir.join("dblaunch.toml");
+
+    // No URL anywhere: a manifest error, whatever the command.
+    let marker = env.path("ran");
+    let commands: [&[&str]; 5] = [
+        &["check"],
+        &["run", "held"],
+        &[
+            "exec",
+            "--write",
+            "letters",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ],
+        &["status"],
+        &["history"],
+    ];
+    for args in commands {
+        let out = alpha.run(args);
+        let err = text(&out.stderr);
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert!(
+            err.contains("[backend] has no url")
+                && err.contains("DBLAUNCH_BACKEND")
+                && err.contains(&format!("{}:1:2", manifest.display())),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!marker.exists(), "the command ran");
+    assert!(!env.path("events.log").exists(), "the program ran");
+
+    // The URL from the environment.
+    let with_url = |mut c: Command| {
+        c.env("DBLAUNCH_BACKEND", url(server().port, PASSWORD, "postgres"));
+        c
+    };
+    let output = |c: Command| wait_output(with_url(c).stdout(Stdio::piped()).spawn().unwrap());
+    let out = output(alpha.cmd(&["check"]));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let b = backend(Duration::from_secs(10));
+    let mut run = with_url(alpha.cmd(&["run", "held"])).spawn().unwrap();
+    env.wait_event("held to start", |e| e.label == "held" && e.what == "start");
+    // The lock went through the server: beta's status reads alpha's holder
+    // there, and so does this test.
+    let out = output(beta.cmd(&["status", "--json"]));
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = status["backend"]["server"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains(&format!("127.0.0.1:{}", server().port)) && !shown.contains(PASSWORD),
+        "{status}"
+    );
+    let holder = &status["backend"]["keys"][0]["holders"][0];
+    assert_eq!(holder["program"], "held", "{status}");
+    assert_eq!(holder["host"], "alpha", "{status}");
+    let first_token = holder["token"].as_i64().expect("a fencing token");
+    assert!(
+        b.entries(&[key.to_owned()])
+            .unwrap()
+            .iter()
+            .any(|e| e.holding && e.program == "held" && e.token == Some(first_token)),
+        "the server does not know the holder"
+    );
+    // An exec on beta queues behind it in the server, and its program gets
+    // the next fencing token.
+    let next = with_url(beta.cmd(&[
+        "exec",
+        "--write",
+        "letters",
+        "--",
+        "sh",
+        "-c",
+        "echo $DBLAUNCH_FENCING_TOKEN",
+    ]))
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until("beta's exec to queue in the server", || {
+        waiters(&*b, key) == 1
+    });
+    touch(&go);
+    assert_eq!(
+        wait_status(&mut run).code(),
+        Some(0),
+        "{}",
+        stderr_of(&mut run)
+    );
+    let out = wait_output(next);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let token: i64 = text(&out.stdout).trim().parse().expect("a fencing token");
+    assert!(token > first_token, "{token} after {first_token}");
+
+    // The lease is the manifest's: a holder that crashes is waited out for
+    // 3s, not for the default 10s.
+    let go2 = env.path("go2");
+    let mut crashing = with_url(alpha.cmd(&with_cmd(
+        &["exec", "--write", "letters"],
+        &env.probe("crashing", &["--until", go2.to_str().unwrap()]),
+    )))
+    .spawn()
+    .unwrap();
+    env.wait_event("crashing to start", |e| {
+        e.label == "crashing" && e.what == "start"
+    });
+    let mut waiter = with_url(beta.cmd(&["run", "held"])).spawn().unwrap();
+    wait_until("beta's run to queue in the server", || {
+        waiters(&*b, key) == 1
+    });
+    kill(crashing.id() as i32, libc::SIGKILL);
+    let _ = crashing.wait();
+    assert_eq!(wait_status(&mut waiter).code(), Some(0));
+    let err = stderr_of(&mut waiter);
+    assert!(err.contains("waiting out its lease of 3s"), "{err}");
 }

@@ -140,7 +140,7 @@ fn a_record_of_a_recycled_pid_is_not_believed() {
     );
     // A live process that dblaunch did not start, named in a forged record
     // with the wrong start time.
-    let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
+    let bystander = Group::spawn(Command::new("sleep").arg("60"));
     let record = format!(
         "{{\"pid\":{pid},\"start_time\":1,\"boot_id\":\"{boot}\",\"host\":\"{host}\",\"supervisor_pid\":{pid},\"supervisor_start_time\":1,\"program\":\"forged\",\"mode\":\"write\",\"state\":\"holding\",\"since\":\"2026-01-01T00:00:00Z\",\"command\":[\"sleep\"]}}\n",
         pid = bystander.id(),
@@ -164,12 +164,13 @@ fn a_record_of_a_recycled_pid_is_not_believed() {
     // Locked by someone else (flock(1) holds it): the real holder is shown,
     // never the forged pid.
     fs::write(&ticket, &record).unwrap();
-    let mut holder = Command::new("flock")
-        .arg("-o")
-        .arg(&ticket)
-        .args(["sleep", "60"])
-        .spawn()
-        .unwrap();
+    // flock(1) runs `sleep` as a child of its own: both go with the group.
+    let holder = Group::spawn(
+        Command::new("flock")
+            .arg("-o")
+            .arg(&ticket)
+            .args(["sleep", "60"]),
+    );
     wait_until("flock(1) to hold the ticket", || {
         Command::new("flock")
             .args(["-n"])
@@ -207,10 +208,36 @@ fn a_record_of_a_recycled_pid_is_not_believed() {
         alive(bystander.id() as i32),
         "stop signalled a process dblaunch did not start"
     );
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-    bystander.kill().unwrap();
-    bystander.wait().unwrap();
+}
+
+/// A child in a process group of its own, killed with everything it
+/// started when dropped, however the test ends (a failed assertion too).
+struct Group(Child);
+
+impl Group {
+    fn spawn(command: &mut Command) -> Group {
+        use std::os::unix::process::CommandExt;
+        Group(
+            command
+                .process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill(-(self.0.id() as i32), libc::SIGKILL);
+        let _ = self.0.wait();
+    }
 }
 
 fn stop_manifest(env: &Env) {
