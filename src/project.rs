@@ -120,11 +120,7 @@ pub fn remote(manifest: Option<&Manifest>) -> Result<Option<Remote>, Error> {
     let Some(config) = config else {
         return Ok(None);
     };
-    let backend = config.open().map_err(LockError::from)?;
-    Ok(Some(Remote {
-        backend,
-        host: dblaunch_lock::host::name().to_owned(),
-    }))
+    Ok(Some(Remote::connect(&config).map_err(LockError::from)?))
 }
 
 /// For `exec`: the project's manifest when it matters to locking, that is

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use dblaunch_lock::Remote;
 use dblaunch_lock::backend::{Backend, Config};
 
 use crate::*;
@@ -404,12 +405,11 @@ impl Host {
 }
 
 fn backend(lease: Duration) -> std::sync::Arc<dyn Backend> {
-    Config {
+    let config = Config {
         url: url(server().port, PASSWORD, "postgres"),
         lease,
-    }
-    .open()
-    .expect("open the backend")
+    };
+    Remote::connect(&config).expect("open the backend").backend
 }
 
 fn waiters(b: &dyn Backend, key: &str) -> usize {

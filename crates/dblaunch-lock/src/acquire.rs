@@ -26,14 +26,18 @@ use crate::request::Request;
 pub enum Progress {
     /// It now blocks on `database`, behind `holders`.
     Waiting {
+        /// The database waited for.
         database: PathBuf,
+        /// The mode asked for.
         mode: Mode,
+        /// Who is in the way (the oldest first).
         holders: Vec<Holder>,
         /// Earlier tickets in the way besides `holders`.
         more: usize,
     },
     /// Every lock is held; here they are.
     Acquired(Held),
+    /// It failed; every ticket was given back.
     Failed(LockError),
 }
 /// Where an acquisition is: which request, and which earlier tickets of it
@@ -98,7 +102,9 @@ pub enum Waited {
 /// The outcome of [`Acquisition::advance`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
+    /// Every lock is held.
     Done,
+    /// A ticket (or the backend) is in the way; see [`Acquisition::blocker`].
     Blocked,
 }
 
@@ -265,7 +271,7 @@ impl Acquisition {
     }
 
     /// After [`Acquisition::advance`] answered [`Step::Blocked`] on a ticket:
-    /// what a waiting thread tells before it sleeps (see [`waiting`]).
+    /// what a waiting thread tells before it sleeps (see `waiting`).
     pub fn waiting(&self) -> Option<Progress> {
         self.blocked.as_ref()?;
         let queue = self.shared.tickets().get(self.next)?.queue().clone();
@@ -409,7 +415,7 @@ impl Acquisition {
     }
 
     /// Finishes the acquisition on this thread, sleeping in poll(2) between
-    /// steps (see [`wait_free`]): the wait of a program's own lock, which
+    /// steps (see `queue::wait_free`): the wait of a program's own lock, which
     /// ends at `deadline` (`None`: none) or when `cancel` fires, from any
     /// thread, with every ticket given back and no thread left behind.
     /// `on_wait` hears each time it starts waiting behind someone new;
@@ -535,6 +541,7 @@ impl Acquisition {
         Acquirer { shared, requests }
     }
 
+    /// Every lock is held: the tickets, records and lease, as a [`Held`].
     pub fn into_held(mut self) -> Held {
         let tickets = std::mem::take(&mut *self.shared.tickets());
         let entries = self

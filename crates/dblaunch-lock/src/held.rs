@@ -47,6 +47,7 @@ impl Held {
         }
     }
 
+    /// The databases held, with how each is used.
     pub fn requests(&self) -> impl Iterator<Item = &Request> {
         self.entries.iter().map(|(r, _, _)| r)
     }
@@ -58,6 +59,8 @@ impl Held {
         self.entries.iter().any(|(_, t, _)| t.is(dir, id))
     }
 
+    /// Each database with its ticket number, and whether it is held within an
+    /// ancestor dblaunch's hold (nested).
     pub fn tickets(&self) -> impl Iterator<Item = (&Request, u64, bool)> {
         self.entries
             .iter()
@@ -136,7 +139,7 @@ impl Held {
         }
     }
 
-    /// The fencing tokens for the program's environment (SPEC.md §8):
+    /// The fencing tokens for the program's environment (the several-hosts contract):
     /// `DBLAUNCH_FENCING_TOKEN` when it holds one key,
     /// `DBLAUNCH_FENCING_TOKENS` (`key=token,…`) always.
     pub fn fencing_env(&self) -> Vec<(String, String)> {

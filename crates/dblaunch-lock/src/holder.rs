@@ -12,29 +12,47 @@ use crate::mode::Mode;
 pub enum Holder {
     /// A live, validated dblaunch record.
     Program {
+        /// Its program name.
         program: String,
+        /// Its process.
         pid: i32,
+        /// Read or write.
         mode: Mode,
+        /// It holds (else it waits ahead).
         holding: bool,
+        /// Since when (RFC 3339).
         since: String,
     },
     /// The record's process is gone but the lock is still held: a leftover
     /// process of that program (a daemonised grandchild) kept the inherited
     /// descriptor.
     Leftover {
+        /// The program that has exited.
         program: String,
+        /// The processes that kept its lock, with their commands.
         pids: Vec<(i32, String)>,
+        /// Read or write.
         mode: Mode,
     },
     /// A live ticket whose record cannot be read or believed.
-    Unknown { ticket: String, why: String },
+    Unknown {
+        /// The ticket.
+        ticket: String,
+        /// Why its record cannot be believed.
+        why: String,
+    },
     /// A holder whose lock directory was removed while it ran: its ticket is
     /// in no queue, but its lock is live.
     Orphan {
+        /// Its program name, when its record can be read.
         program: Option<String>,
+        /// Its process.
         pid: i32,
+        /// Its command line.
         command: String,
+        /// Read or write.
         mode: Mode,
+        /// Since when (RFC 3339).
         since: String,
     },
     /// A holder or waiter on another host (or this one), as the lock
@@ -42,11 +60,17 @@ pub enum Holder {
     Remote(Entry),
     /// Every host-local lock was ours, but the lock backend had not yet
     /// said who is ahead there (still connecting, or queueing).
-    BackendSilent { server: String },
+    BackendSilent {
+        /// The server (without a password).
+        server: String,
+    },
     /// A process that locked the database file itself, outside dblaunch.
     Foreign {
+        /// Its process, when the kernel says (not for an OFD lock).
         pid: Option<i32>,
+        /// Its command line.
         command: String,
+        /// An exclusive lock (else shared).
         write: bool,
     },
 }

@@ -21,26 +21,38 @@ use crate::queue::{Queue, QueueEntry, Role};
 use crate::record::Record;
 use crate::request::Request;
 
-/// The `status --json` document (SPEC.md §3), exactly.
+/// The `dblaunch status --json` document, exactly.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// Each database asked about.
     pub databases: Vec<DbStatus>,
 }
 
 #[derive(Debug, Serialize)]
+/// Who occupies one database.
 pub struct DbStatus {
+    /// Its canonical path.
     pub path: String,
+    /// Who holds it, with the processes nested under them.
     pub holders: Vec<Person>,
+    /// Who waits for it, in queue order.
     pub waiters: Vec<Person>,
+    /// Processes that use its files outside dblaunch.
     pub foreign: Vec<Foreign>,
 }
 
 #[derive(Debug, Serialize)]
+/// A holder or waiter.
 pub struct Person {
+    /// Its process: for a holder the program's own, for a waiter the one that waits.
     pub pid: i32,
+    /// Its program name.
     pub program: String,
+    /// Read or write.
     pub mode: Mode,
+    /// Since when (RFC 3339).
     pub since: String,
+    /// Its command line.
     pub command: Vec<String>,
     /// For the table only, why this holder is not a running program's
     /// record: `leftover` (the program has exited and this process of it kept
@@ -56,14 +68,20 @@ pub struct Person {
 }
 
 #[derive(Debug, Serialize)]
+/// Who holds and waits among the processes under one holder.
 pub struct Nested {
+    /// Who holds, among them.
     pub holders: Vec<Person>,
+    /// Who waits, among them.
     pub waiters: Vec<Person>,
 }
 
 #[derive(Debug, Serialize)]
+/// A process that uses the database outside dblaunch.
 pub struct Foreign {
+    /// Its process.
     pub pid: i32,
+    /// Its command line.
     pub command: Vec<String>,
     /// For the table only: it holds a lock on the file (true: exclusive).
     #[serde(skip)]

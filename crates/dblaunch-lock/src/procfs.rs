@@ -125,12 +125,16 @@ pub fn describe(pid: i32) -> String {
 /// A file's identity as `/proc/locks` and `stat(2)` name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileId {
+    /// The device's major number.
     pub major: u64,
+    /// The device's minor number.
     pub minor: u64,
+    /// The inode.
     pub ino: u64,
 }
 
 impl FileId {
+    /// The file `meta` describes.
     pub fn of(meta: &fs::Metadata) -> FileId {
         let dev = meta.dev();
         FileId {
@@ -140,6 +144,7 @@ impl FileId {
         }
     }
 
+    /// The file at `path` (not followed if a symlink); `None` if it cannot be read.
     pub fn of_path(path: &Path) -> Option<FileId> {
         fs::metadata(path).ok().map(|m| FileId::of(&m))
     }
@@ -161,11 +166,14 @@ pub enum LockFamily {
 /// One line of `/proc/locks` (blocked requests, the `->` lines, are skipped).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelLock {
+    /// flock(2), POSIX or OFD.
     pub family: LockFamily,
+    /// An exclusive lock (else shared).
     pub write: bool,
     /// The process that took the lock; `None` for OFD locks, which the kernel
     /// reports as pid -1.
     pub pid: Option<i32>,
+    /// The file it is on.
     pub file: FileId,
 }
 
@@ -240,9 +248,13 @@ pub fn openers(files: &[FileId]) -> Vec<Opener> {
 /// One open descriptor of one of the files asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FdUse {
+    /// The process.
     pub pid: i32,
+    /// The file.
     pub file: FileId,
+    /// It holds a lock on it.
     pub locked: bool,
+    /// The lock is exclusive.
     pub write_lock: bool,
 }
 
@@ -407,6 +419,7 @@ fn stat_field(pid: i32, n: usize) -> Option<String> {
 /// A process found by [`openers`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Opener {
+    /// The process.
     pub pid: i32,
     /// One of its descriptors on the file holds a lock.
     pub locked: bool,

@@ -14,7 +14,9 @@ use crate::{host, procfs};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// It waits in the queue.
     Waiting,
+    /// Its program runs, holding the lock.
     Holding,
 }
 
@@ -25,26 +27,35 @@ pub struct Owner {
     /// The program name `status` shows (`--name`, the manifest's name, or the
     /// command's basename).
     pub program: String,
+    /// The command line `status` shows.
     pub command: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a ticket says about its owner, as JSON.
 pub struct Record {
     /// For a holder, the program's own process; for a waiter, the dblaunch
     /// that waits.
     pub pid: i32,
     /// `pid`'s start time in clock ticks after boot (`/proc/PID/stat` field 22).
     pub start_time: u64,
+    /// `/proc/sys/kernel/random/boot_id` when written.
     pub boot_id: String,
+    /// The host it was written on.
     pub host: String,
     /// The dblaunch that supervises the program.
     pub supervisor_pid: i32,
+    /// The supervising dblaunch's start time.
     pub supervisor_start_time: u64,
+    /// The program name.
     pub program: String,
+    /// Read or write.
     pub mode: Mode,
+    /// Waiting or holding.
     pub state: State,
     /// RFC 3339: when it started waiting, or when it started holding.
     pub since: String,
+    /// The command line.
     pub command: Vec<String>,
 }
 

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::backend::{Acquired, Backend, BackendError, Claim, Claimant, Config, Interrupt, Lease};
+use crate::backend::{
+    Acquired, Backend, BackendError, Claim, Claimant, Config, Interrupt, Lease, redact,
+};
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::mode::Mode;
@@ -30,7 +32,7 @@ impl Remote {
     /// Connects to the engine `config` names, as this host.
     pub fn connect(config: &Config) -> Result<Remote, BackendError> {
         Ok(Remote {
-            backend: config.open()?,
+            backend: open(config)?,
             host: crate::host::name().to_owned(),
         })
     }
@@ -77,6 +79,33 @@ impl Remote {
                 })
             }
         }
+    }
+}
+
+/// The engine `config`'s URL names: PostgreSQL (`postgres://…`, or libpq's
+/// `key=value` form).
+fn open(config: &Config) -> Result<Arc<dyn Backend>, BackendError> {
+    let scheme = config.url.split("://").next().unwrap_or_default();
+    let postgres = matches!(scheme, "postgres" | "postgresql")
+        || (!config.url.contains("://") && config.url.contains('='));
+    if !postgres {
+        return Err(BackendError::Config {
+            server: redact(&config.url),
+            what: format!(
+                "`{scheme}` is not a backend dblaunch knows; the backend is PostgreSQL: postgres://USER@HOST/DATABASE"
+            ),
+        });
+    }
+    #[cfg(feature = "postgres")]
+    {
+        Ok(Arc::new(crate::backend::Postgres::new(config)?))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        Err(BackendError::Config {
+            server: redact(&config.url),
+            what: "this build of dblaunch has no PostgreSQL backend (the lock crate's `postgres` feature is off)".to_owned(),
+        })
     }
 }
 

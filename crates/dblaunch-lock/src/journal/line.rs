@@ -47,12 +47,16 @@ pub enum Outcome {
 /// Another party of an event: whom it waited behind, whom it yielded to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Party {
+    /// Its program name.
     pub program: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its process, when known.
     pub pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its mode, when known.
     pub mode: Option<Mode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its host, when it is another host.
     pub host: Option<String>,
     /// A process outside dblaunch.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -116,6 +120,7 @@ impl Party {
 pub struct Line {
     /// Wall-clock time of the event, RFC 3339 in UTC with microseconds.
     pub at: String,
+    /// What happened.
     pub event: Kind,
     /// The database's canonical path.
     pub database: String,
@@ -123,7 +128,9 @@ pub struct Line {
     pub program: String,
     /// The dblaunch process that waits or holds (the program's parent).
     pub pid: i32,
+    /// The host it happened on.
     pub host: String,
+    /// The mode of the lock.
     pub mode: Mode,
     /// The lock-queue ticket: with `host` and `pid`, it pairs a grant with
     /// its release (ticket numbers only grow in a queue).
@@ -149,8 +156,10 @@ pub struct Line {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The program's exit status, when it exited (released).
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The signal that ended the program, when one did (released).
     pub signal: Option<String>,
 }
 

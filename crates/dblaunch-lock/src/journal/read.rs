@@ -11,6 +11,7 @@ use super::writer::files;
 /// The events of one journal, and what could not be read.
 #[derive(Debug, Default)]
 pub struct Contents {
+    /// The events, oldest first.
     pub lines: Vec<Line>,
     /// Lines that were not events (torn, edited, another format).
     pub skipped: usize,

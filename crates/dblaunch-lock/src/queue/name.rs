@@ -9,15 +9,19 @@ use crate::mode::Mode;
 /// A ticket's name: its place in the queue and its mode, `00000000000000000042.w`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TicketId {
+    /// Its place: numbers only grow, so a name that is gone is finished.
     pub number: u64,
+    /// Read or write.
     pub mode: Mode,
 }
 
 impl TicketId {
+    /// The file name, `00000000000000000042.w`.
     pub fn file_name(&self) -> String {
         format!("{:020}.{}", self.number, self.mode.letter())
     }
 
+    /// The ticket a file name stands for; `None` for anything else.
     pub fn parse(name: &str) -> Option<TicketId> {
         let (number, mode) = name.split_once('.')?;
         if number.len() != 20 || !number.bytes().all(|b| b.is_ascii_digit()) {

@@ -51,11 +51,11 @@ pub enum Enqueued {
     Busy(Vec<Holder>),
 }
 
-/// What [`Ticket::release`] found.
+/// What `Ticket::release` found.
 #[derive(Debug)]
 pub enum Release {
     /// Nobody holds the lock any more. The ticket's name leaves the queue
-    /// when the [`Tidy`] is dropped.
+    /// when the `Tidy` is dropped.
     Free(Tidy),
     /// Processes that inherited the lock outlived the program and still hold
     /// it, so the database stays locked (and queued) until they exit.

@@ -1,5 +1,5 @@
-//! The journal in the backend (SPEC.md §9: "with a backend, in the backend
-//! too, so history covers all hosts"): each process sends its journal lines
+//! The journal in the backend, so that history covers every host: each
+//! process sends its journal lines
 //! to a thread of its own, which writes them on a session of its own in
 //! batches, so a launch never waits for the server to record history.
 //! Rows older than [`KEEP_DAYS`] are deleted whenever a writer connects.

@@ -11,4 +11,4 @@ mod journal;
 mod lease;
 mod schema;
 
-pub(super) use engine::Postgres;
+pub(crate) use engine::Postgres;
