@@ -131,7 +131,7 @@ impl Acquisition {
                 // lock: with no ticket there, no ancestor holds this
                 // database, and this process's descriptors need not be
                 // looked through (a listing of /proc/self/fd per launch).
-                if !queue::has_tickets(&lock_dir) {
+                if inherited::none() || !queue::has_tickets(&lock_dir) {
                     return Ok(None);
                 }
                 let Some(parent) = inherited::for_lock_dir(&lock_dir) else {
@@ -299,7 +299,7 @@ impl Acquisition {
     pub fn try_now(mut self) -> Result<Held, LockError> {
         for (i, req) in self.requests.iter().enumerate() {
             let queue = self.queue(i)?;
-            let record = Record::waiting(&self.owner, req.mode);
+            let record = |_| Record::waiting(&self.owner, req.mode);
             match Ticket::take(&queue, req.mode, &record, true, self.own)? {
                 Enqueued::Queued { ticket, .. } => self.shared.tickets().push(ticket),
                 Enqueued::Busy(holders) => {
@@ -354,7 +354,17 @@ impl Acquisition {
                     if self.shared.cancelled.load(Ordering::Acquire) {
                         return Ok(Step::Blocked);
                     }
-                    let record = Record::waiting(&self.owner, req.mode);
+                    // A program's own lock of one database, granted at once,
+                    // says so in its first record: no second write.
+                    let alone = self.own && self.requests.len() == 1;
+                    let record = |granted: bool| {
+                        let waiting = Record::waiting(&self.owner, req.mode);
+                        if granted && alone {
+                            waiting.holding_here()
+                        } else {
+                            waiting
+                        }
+                    };
                     match Ticket::take(&queue, req.mode, &record, false, self.own)? {
                         Enqueued::Queued {
                             ticket,
@@ -423,16 +433,21 @@ impl Acquisition {
     /// as a cancel would.
     pub fn wait(
         mut self,
-        cancel: &Cancel,
+        cancel: Option<&Cancel>,
         deadline: Option<Instant>,
         mut on_wait: impl FnMut(Progress),
         mut interrupted: impl FnMut() -> bool,
     ) -> Result<Waited, LockError> {
-        let shared = Arc::clone(&self.shared);
-        cancel.on_cancel(Box::new(move || shared.remote_cancel.cancel()));
+        if let Some(cancel) = cancel {
+            let shared = Arc::clone(&self.shared);
+            cancel.on_cancel(Box::new(move || shared.remote_cancel.cancel()));
+        }
+        // Without a cancel of the caller's, one to sleep on is made only if
+        // the wait comes to sleeping (an eventfd less per uncontended lock).
+        let mut made: Option<Cancel> = None;
         let mut told: Option<(PathBuf, TicketId)> = None;
         loop {
-            if cancel.is_cancelled() {
+            if cancel.is_some_and(Cancel::is_cancelled) {
                 self.abandon();
                 return Ok(Waited::Cancelled);
             }
@@ -473,7 +488,23 @@ impl Acquisition {
                 }
                 told = Some((dir.clone(), id));
             }
-            let watched = wait_free(&dir.join(id.file_name()), cancel, deadline);
+            let sleep_on = match (cancel, &mut made) {
+                (Some(c), _) => c,
+                (None, Some(m)) => &*m,
+                (None, made) => match Cancel::new() {
+                    Ok(m) => made.insert(m),
+                    Err(source) => {
+                        self.abandon();
+                        return Err(LockError::Io {
+                            action: "make an eventfd to wait with for",
+                            path: dir,
+                            database: PathBuf::new(),
+                            source,
+                        });
+                    }
+                },
+            };
+            let watched = wait_free(&dir.join(id.file_name()), sleep_on, deadline);
             match watched {
                 Ok(Watched::Free) => {}
                 Ok(Watched::Interrupted) => {

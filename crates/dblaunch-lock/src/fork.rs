@@ -22,13 +22,30 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Mutex, Once};
 
 /// How many tickets a process can hold or wait with at once and still be
 /// fork-safe; more are still locked, with a warning.
 const SLOTS: usize = 1024;
 const FREE: i32 = -1;
+
+/// This process's pid, cached: glibc no longer caches getpid(2), and a
+/// lock and release asked for it a dozen times. The fork child handler
+/// clears it, so a forked child reads its own.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// This process's pid (the cached one, right in a forked child too).
+pub(crate) fn pid() -> u32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    REGISTER.call_once(register);
+    let me = std::process::id();
+    PID.store(me, Ordering::Relaxed);
+    me
+}
 
 static TABLE: [AtomicI32; SLOTS] = [const { AtomicI32::new(FREE) }; SLOTS];
 static REGISTER: Once = Once::new();
@@ -67,8 +84,14 @@ impl TicketFile {
         }
         TicketFile {
             file: Some(file),
-            owner: Some(std::process::id()),
+            owner: Some(pid()),
         }
+    }
+
+    /// Whether it is the process's own lock (not one for a program it
+    /// starts, which inherits it).
+    pub(crate) fn is_own(&self) -> bool {
+        self.owner.is_some()
     }
 
     pub(crate) fn get(&self) -> &File {
@@ -84,7 +107,7 @@ impl Drop for TicketFile {
         let Some(owner) = self.owner else {
             return; // closed as usual
         };
-        if owner != std::process::id() {
+        if owner != pid() {
             // A forked child: the handler closed it at the fork, and the
             // number may name another file by now.
             std::mem::forget(file);
@@ -167,6 +190,7 @@ fn register() {
 }
 
 extern "C" fn in_child() {
+    PID.store(0, Ordering::Relaxed);
     TAKEN.with(|t| t.borrow_mut().clear());
     for slot in &TABLE {
         let fd = slot.swap(FREE, Ordering::AcqRel);

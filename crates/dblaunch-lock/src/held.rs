@@ -187,6 +187,9 @@ impl Held {
         }
         for (req, ticket, record) in &mut self.entries {
             *record = record.holding_since(pid, start_time);
+            if ticket.holding() && pid == crate::fork::pid() as i32 {
+                continue; // written so when it was taken
+            }
             if let Err(e) = ticket.update(record) {
                 tracing::warn!(
                     "cannot update the lock record of {}: {e}; status will show this dblaunch instead of the program",

@@ -67,8 +67,16 @@ impl Inherited {
 
 /// Every inherited, locked ticket descriptor of this process; read once.
 pub fn all() -> &'static [Inherited] {
-    static ALL: OnceLock<Vec<Inherited>> = OnceLock::new();
     ALL.get_or_init(scan)
+}
+
+static ALL: OnceLock<Vec<Inherited>> = OnceLock::new();
+
+/// Whether this process is known to hold no inherited ticket: its
+/// descriptors were looked through already (a program locking for itself
+/// does it once), and none was one.
+pub fn none() -> bool {
+    ALL.get().is_some_and(|all| all.is_empty())
 }
 
 /// The deepest inherited ticket of the database whose lock directory is

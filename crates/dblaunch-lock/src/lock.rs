@@ -266,7 +266,7 @@ impl Plan {
             held,
             again: self.again,
             owner: self.owner,
-            pid: std::process::id(),
+            pid: crate::fork::pid(),
             program: self.program,
             since: Instant::now(),
             remote: self.remote,
@@ -279,6 +279,9 @@ impl Plan {
             program: self.program.clone(),
             command: identity::command().to_vec(),
         };
+        // Which tickets this process inherited from a `dblaunch exec` or
+        // `run` it runs under: looked for once per process.
+        crate::inherited::all();
         let acquisition =
             Acquisition::new(self.requests.clone(), owner, self.remote.as_ref())?.own();
         if self.timeout == Some(Duration::ZERO) {
@@ -294,21 +297,10 @@ impl Plan {
                 }
             };
         }
-        let cancel = match &self.cancel {
-            Some(c) => Arc::clone(c),
-            None => Arc::new(Cancel::new().map_err(|e| {
-                Error::Failed(crate::error::LockError::Io {
-                    action: "make an eventfd to wait with",
-                    path: PathBuf::new(),
-                    database: self.requests[0].db.path().to_path_buf(),
-                    source: e,
-                })
-            })?),
-        };
         let deadline = self.timeout.map(|t| started + t);
         let mut behind: Vec<(PathBuf, Vec<Party>)> = Vec::new();
         let waited = acquisition.wait(
-            &cancel,
+            self.cancel.as_deref(),
             deadline,
             |progress| {
                 if let Progress::Waiting {
@@ -370,7 +362,7 @@ impl Plan {
             let mut line = Line::new(Kind::Granted, req.db.path(), &self.program, req.mode);
             line.ticket = Some(ticket);
             line.nested = nested;
-            line.child = Some(std::process::id() as i32);
+            line.child = Some(crate::fork::pid() as i32);
             if let Some((_, parties)) = behind.iter().find(|(d, _)| d == req.db.path()) {
                 line.waited = Some(seconds(waited));
                 line.behind = parties.clone();
@@ -501,7 +493,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid != crate::fork::pid() {
             // A forked child: its copies of the descriptors were closed at
             // the fork; the parent's lock is the parent's to release.
             if let Some(held) = self.held.take() {

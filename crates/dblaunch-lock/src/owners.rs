@@ -57,7 +57,7 @@ fn holds() -> std::sync::MutexGuard<'static, Vec<Hold>> {
 
 /// What `owner` already holds of `db`, if anything.
 pub(crate) fn held(owner: OwnerId, db: &Database) -> Option<Mode> {
-    let me = std::process::id();
+    let me = crate::fork::pid();
     holds()
         .iter()
         .find(|h| h.pid == me && h.owner == owner && h.db == *db)
@@ -66,7 +66,7 @@ pub(crate) fn held(owner: OwnerId, db: &Database) -> Option<Mode> {
 
 /// `owner` now holds `db` in `mode` (a first grant or a re-entry).
 pub(crate) fn enter(owner: OwnerId, db: &Database, mode: Mode) {
-    let me = std::process::id();
+    let me = crate::fork::pid();
     let mut holds = holds();
     holds.retain(|h| h.pid == me);
     match holds.iter_mut().find(|h| h.owner == owner && h.db == *db) {
@@ -83,7 +83,7 @@ pub(crate) fn enter(owner: OwnerId, db: &Database, mode: Mode) {
 
 /// One acquisition of `db` by `owner` ended.
 pub(crate) fn leave(owner: OwnerId, db: &Database) {
-    let me = std::process::id();
+    let me = crate::fork::pid();
     let mut holds = holds();
     if let Some(i) = holds
         .iter()

@@ -94,6 +94,13 @@ impl Record {
         }
     }
 
+    /// The same record once this very process holds the lock (a program
+    /// locking for itself).
+    pub(crate) fn holding_here(&self) -> Record {
+        let (me, start) = own_identity();
+        self.holding_since(me, start)
+    }
+
     /// True while a process with this pid *and* this start time exists on
     /// this boot of this host. A recycled pid has another start time.
     pub fn is_alive(&self) -> bool {
@@ -122,7 +129,7 @@ pub(crate) fn own_identity() -> (i32, u64) {
     use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
     static PID: AtomicI32 = AtomicI32::new(0);
     static START: AtomicU64 = AtomicU64::new(0);
-    let me = std::process::id() as i32;
+    let me = crate::fork::pid() as i32;
     if PID.load(Ordering::Acquire) == me {
         return (me, START.load(Ordering::Acquire));
     }

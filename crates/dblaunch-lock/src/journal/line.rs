@@ -171,7 +171,7 @@ impl Line {
             event,
             database: database.to_string_lossy().into_owned(),
             program: program.to_owned(),
-            pid: std::process::id() as i32,
+            pid: crate::fork::pid() as i32,
             host: crate::host::name().to_owned(),
             mode,
             ticket: None,

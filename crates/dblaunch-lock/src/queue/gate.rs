@@ -147,6 +147,12 @@ impl Gate {
         while len < buf.len() {
             match self.file.read_at(&mut buf[len..], len as u64) {
                 Ok(0) => break,
+                // A short read of a regular file is its end: no second
+                // read to find that out.
+                Ok(n) if len + n < buf.len() => {
+                    len += n;
+                    break;
+                }
                 Ok(n) => len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,

@@ -61,7 +61,7 @@ fn a_queue_has_tickets_only_while_a_ticket_is_in_it() {
 }
 
 fn enqueue(q: &Queue, mode: Mode) -> (Ticket, Vec<TicketId>) {
-    match Ticket::take(q, mode, &Record::waiting(&owner(), mode), false, false).unwrap() {
+    match Ticket::take(q, mode, &|_| Record::waiting(&owner(), mode), false, false).unwrap() {
         Enqueued::Queued {
             ticket, blockers, ..
         } => (ticket, blockers),
@@ -121,7 +121,7 @@ fn no_wait_reports_the_holder_and_leaves_no_ticket() {
         .unwrap();
     let before = q.entries().len();
     let r = Record::waiting(&owner(), Mode::Read);
-    match Ticket::take(&q, Mode::Read, &r, true, false).unwrap() {
+    match Ticket::take(&q, Mode::Read, &|_| r.clone(), true, false).unwrap() {
         Enqueued::Busy(holders) => {
             assert_eq!(holders.len(), 1);
             assert!(matches!(holders[0], Holder::Program { holding: true, .. }));

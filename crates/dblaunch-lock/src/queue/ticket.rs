@@ -19,7 +19,7 @@ use crate::holder::Holder;
 use crate::kernel::{self, Kind};
 use crate::mode::Mode;
 use crate::procfs::{self, FileId, LockFamily};
-use crate::record::Record;
+use crate::record::{Record, State};
 
 /// A ticket this process owns. Its exclusive flock is the database lock once
 /// every earlier conflicting ticket is gone.
@@ -28,6 +28,8 @@ pub struct Ticket {
     queue: Queue,
     id: TicketId,
     file: TicketFile,
+    /// Its record already says this process holds it (granted at once).
+    holding: bool,
 }
 
 /// The result of [`Ticket::take`].
@@ -63,15 +65,17 @@ pub enum Release {
 }
 
 impl Ticket {
-    /// Takes a place in `queue`. With `no_wait`, takes it only if no live
-    /// conflicting ticket is ahead, and otherwise reports who is in the way.
+    /// Takes a place in `queue`, with the record `record(granted)` gives
+    /// (`granted`: nobody is ahead, so the place is the lock at once). With
+    /// `no_wait`, takes it only if no live conflicting ticket is ahead, and
+    /// otherwise reports who is in the way.
     /// `own`: the lock is this process's own (a program locking for
     /// itself), not one for a program it starts: a forked child does not
     /// keep it (see `fork.rs`).
     pub fn take(
         queue: &Queue,
         mode: Mode,
-        record: &Record,
+        record: &dyn Fn(bool) -> Record,
         no_wait: bool,
         own: bool,
     ) -> Result<Enqueued, LockError> {
@@ -108,17 +112,19 @@ impl Ticket {
         // (status, the names of holders in messages) can never catch it
         // unlocked or empty, nor take the probe lock that would make ours
         // fail.
-        let tmp = dir.join(&format!("{TMP_PREFIX}{number:020}.{}", std::process::id()));
+        let tmp = dir.join(&format!("{TMP_PREFIX}{number:020}.{}", crate::fork::pid()));
         let file = dir.create_new(&tmp)?;
         let file = if own {
             TicketFile::own(file)
         } else {
             TicketFile::inherited(file)
         };
+        let record = record(blockers.is_empty());
         let ticket = Ticket {
             queue: queue.clone(),
             id,
             file,
+            holding: record.state == State::Holding,
         };
         let made = kernel::lock(ticket.file.get(), Kind::Exclusive, false)
             .map_err(io::Error::from)
@@ -129,7 +135,7 @@ impl Ticket {
                     Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK))
                 }
             })
-            .and_then(|()| ticket.update(record))
+            .and_then(|()| ticket.file.get().write_all_at(&record.to_bytes(), 0))
             .and_then(|()| fs::rename(&tmp, &path));
         if let Err(e) = made {
             let _ = fs::remove_file(&tmp);
@@ -142,6 +148,11 @@ impl Ticket {
             blockers,
             front,
         })
+    }
+
+    /// Whether its record already says this process holds it.
+    pub(crate) fn holding(&self) -> bool {
+        self.holding
     }
 
     /// This ticket's name: its place and mode.
@@ -202,7 +213,9 @@ impl Ticket {
     /// through an inherited descriptor.
     pub fn release(self) -> Release {
         let path = self.queue.lock_dir().ticket_path(self.id);
-        let ino = self.file.get().metadata().ok().map(|m| FileId::of(&m));
+        // A process's own ticket is never inherited, so no nested queue can
+        // be under it.
+        let nested = !self.file.is_own();
         drop(self.file);
         // No gate needed: a shared lock on a released ticket proves that
         // nobody holds it exclusively (only its owner's description ever
@@ -220,7 +233,7 @@ impl Ticket {
             if attempt > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(100));
             }
-            if let Some(tidy) = take_if_unheld(&path, true) {
+            if let Some(tidy) = take_if_unheld(&path, nested) {
                 return Release::Free(tidy);
             }
         }
@@ -228,7 +241,9 @@ impl Ticket {
         // description, living on in a leftover process of the program, which
         // keeps the database locked. /proc/locks confirms it and names the
         // holders.
-        let Some(ino) = ino else {
+        // (Its name still leads to it: only a shared lock, which nobody
+        // can have while it is held, lets anyone unlink it.)
+        let Some(ino) = FileId::of_path(&path) else {
             return Release::Free(Tidy::nested_only(path));
         };
         // flock entries name the process that took the lock: for ours that

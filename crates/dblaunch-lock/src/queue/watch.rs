@@ -134,7 +134,7 @@ static POOL: Mutex<(u32, Vec<Inotify>)> = Mutex::new((0, Vec::new()));
 impl Watcher {
     fn take() -> io::Result<Watcher> {
         crate::fork::protect(&POOL);
-        let me = std::process::id();
+        let me = crate::fork::pid();
         let pooled = {
             let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
             if pool.0 != me {
@@ -163,7 +163,7 @@ impl Watcher {
             let _ = self.inotify.rm_watch(wd);
         }
         let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.0 == std::process::id() {
+        if pool.0 == crate::fork::pid() {
             pool.1.push(self.inotify);
         } else {
             std::mem::forget(self.inotify);
