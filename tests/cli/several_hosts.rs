@@ -722,6 +722,25 @@ fn no_wait_names_the_remote_holder_and_its_host() {
     assert_eq!(wait_status(&mut first).code(), Some(0));
 }
 
+/// With a backend, a wait that runs out behind a holder on the same host
+/// names that holder (it waited in the host's own queue, before the
+/// backend was ever asked), not the backend.
+#[test]
+fn a_wait_behind_a_holder_of_the_same_host_names_it() {
+    let env = Env::new();
+    let a = Host::new(&env, "alpha", "same-host", "10s");
+    let go = env.path("go");
+    let mut first = a.exec(&env, "--write", "a", &["--until", go.to_str().unwrap()]);
+    env.wait_event("a to start", |e| e.label == "a" && e.what == "start");
+    let out = a.run(&["exec", "--wait", "1s", "--read", "letters", "--", "true"]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 75, "{err}");
+    assert!(err.contains("holds it for write"), "{err}");
+    assert!(!err.contains("had not yet said"), "{err}");
+    touch(&go);
+    assert_eq!(wait_status(&mut first).code(), Some(0));
+}
+
 #[test]
 fn a_backend_that_cannot_be_used_is_exit_1_with_nothing_started() {
     let env = Env::new();

@@ -67,6 +67,10 @@ pub struct Acquisition {
 #[derive(Default)]
 struct Shared {
     cancelled: AtomicBool,
+    /// Every host-local lock is held (only the backend may be left): until
+    /// then, what blocks is a ticket of this host's queue, even when every
+    /// ticket is taken (the last one still waits its turn).
+    local_done: AtomicBool,
     /// Tickets taken so far, in request order; shared so that a cancel from
     /// another thread can give them back while the acquiring thread sleeps in
     /// the kernel.
@@ -402,6 +406,7 @@ impl Acquisition {
                 WaitOutcome::Cancelled => return Ok(Step::Blocked),
             }
         }
+        self.shared.local_done.store(true, Ordering::Release);
         if self.needs_remote() {
             // The backend is a network round trip or a wait: never on the
             // supervisor's own thread.
@@ -647,7 +652,7 @@ fn abandon_all(shared: &Shared) {
 
 fn blocked_report(requests: &[Request], shared: &Shared) -> Option<(PathBuf, Mode, Vec<Holder>)> {
     let tickets = shared.tickets();
-    if tickets.len() == requests.len() {
+    if shared.local_done.load(Ordering::Acquire) {
         // Every host-local lock is ours: what blocks is in the backend.
         let remote = shared
             .remote_ahead
