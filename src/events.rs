@@ -25,7 +25,7 @@ pub enum Event {
     /// Progress of program `.0`'s lock acquisition.
     Lock(usize, Progress),
     /// A request from `dblaunch stop` (through the control socket).
-    Control(crate::control::Request),
+    Control(crate::control::Call),
     /// A ticket appeared in a watched lock directory (someone queued).
     QueueChanged,
 }
