@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod control;
+pub mod databases;
 pub mod error;
 pub mod events;
 pub mod history;

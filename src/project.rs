@@ -127,6 +127,23 @@ pub fn remote(manifest: Option<&Manifest>) -> Result<Option<Remote>, Error> {
     }))
 }
 
+/// The current directory, which relative paths and the manifest search
+/// start from.
+pub fn current_dir() -> Result<PathBuf, Error> {
+    std::env::current_dir().map_err(|source| Error::Io {
+        action: "read the current directory".to_owned(),
+        source,
+    })
+}
+
+/// Finds and loads the manifest, for every subcommand that needs one:
+/// `file` (`-f`, `$DBLAUNCH_FILE`) if given, else the nearest
+/// `dblaunch.toml` from the current directory up.
+pub fn load_manifest(file: Option<&Path>) -> Result<Manifest, Error> {
+    let path = manifest::locate(file, &current_dir()?)?;
+    Ok(manifest::load(&path)?)
+}
+
 /// For `exec`: the project's manifest when it matters to locking, that is
 /// when a backend may be in use (it gives the backend and the keys).
 /// Cheap when it does not: a manifest whose text never says `backend` is
