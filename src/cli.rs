@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +27,7 @@ pub struct Cli {
     pub verbosity: Verbosity,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub subcommand: Subcommand,
 }
 
 // `-v` and `-q`, before the subcommand (SPEC.md) or after it: every
@@ -56,7 +56,7 @@ impl Cli {
     /// The `-v` and `-q` given before and after the subcommand, together;
     /// an error if that makes both.
     pub fn verbosity(&self) -> Result<Verbosity, clap::Error> {
-        let sub = self.command.verbosity();
+        let sub = self.subcommand.verbosity();
         let both = Verbosity {
             verbose: self.verbosity.verbose.saturating_add(sub.verbose),
             quiet: self.verbosity.quiet || sub.quiet,
@@ -72,8 +72,8 @@ impl Cli {
     }
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
     /// Run programs and groups of the manifest in the foreground
     Run(Lazy<RunArgs>),
     /// Like run, but in the background; returns once every program started
@@ -105,22 +105,22 @@ pub enum Command {
     Probe(Lazy<ProbeArgs>),
 }
 
-impl Command {
+impl Subcommand {
     /// The `-v` and `-q` given after the subcommand.
     fn verbosity(&self) -> Verbosity {
         match self {
-            Command::Run(l) | Command::Start(l) => l.1,
-            Command::Logs(l) => l.1,
-            Command::Ps(l) => l.1,
-            Command::Restart(l) => l.1,
-            Command::Exec(l) => l.1,
-            Command::Status(l) => l.1,
-            Command::History(l) => l.1,
-            Command::Metrics(l) => l.1,
-            Command::Stop(l) => l.1,
-            Command::Check(l) | Command::Man(l) => l.1,
-            Command::Completions(l) => l.1,
-            Command::Probe(l) => l.1,
+            Subcommand::Run(l) | Subcommand::Start(l) => l.1,
+            Subcommand::Logs(l) => l.1,
+            Subcommand::Ps(l) => l.1,
+            Subcommand::Restart(l) => l.1,
+            Subcommand::Exec(l) => l.1,
+            Subcommand::Status(l) => l.1,
+            Subcommand::History(l) => l.1,
+            Subcommand::Metrics(l) => l.1,
+            Subcommand::Stop(l) => l.1,
+            Subcommand::Check(l) | Subcommand::Man(l) => l.1,
+            Subcommand::Completions(l) => l.1,
+            Subcommand::Probe(l) => l.1,
         }
     }
 }
@@ -403,7 +403,7 @@ mod tests {
             "--flag",
         ])
         .unwrap();
-        let Command::Exec(Lazy(e, _)) = cli.command else {
+        let Subcommand::Exec(Lazy(e, _)) = cli.subcommand else {
             panic!()
         };
         assert_eq!(e.command, ["cmd", "--flag"]);

@@ -21,7 +21,7 @@ pub mod supervisor;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Command, Lazy};
+use crate::cli::{Cli, Lazy, Subcommand};
 pub use crate::error::Error;
 pub use dblaunch_lock::procfs;
 
@@ -45,21 +45,21 @@ pub fn run() -> u8 {
         }
     };
     logging::init(verbosity.verbose, verbosity.quiet);
-    let result = match cli.command {
-        Command::Exec(Lazy(args, _)) => cmd::exec::execute(cli.file.as_deref(), args),
-        Command::Run(Lazy(args, _)) => cmd::run::execute(cli.file.as_deref(), args),
-        Command::Start(Lazy(args, _)) => cmd::start::execute(cli.file.as_deref(), args),
-        Command::Logs(Lazy(args, _)) => cmd::logs::execute(cli.file.as_deref(), args),
-        Command::Ps(Lazy(args, _)) => cmd::ps::execute(cli.file.as_deref(), args),
-        Command::Restart(Lazy(args, _)) => cmd::stop::restart(cli.file.as_deref(), args),
-        Command::Status(Lazy(args, _)) => cmd::status::execute(cli.file.as_deref(), args),
-        Command::History(Lazy(args, _)) => cmd::history::execute(cli.file.as_deref(), args),
-        Command::Metrics(Lazy(args, _)) => cmd::metrics::execute(cli.file.as_deref(), args),
-        Command::Stop(Lazy(args, _)) => cmd::stop::execute(cli.file.as_deref(), args),
-        Command::Check(_) => cmd::check::execute(cli.file.as_deref()),
-        Command::Probe(Lazy(args, _)) => cmd::probe::execute(args),
-        Command::Completions(Lazy(args, _)) => cmd::docs::completions(args.shell),
-        Command::Man(_) => cmd::docs::man(),
+    let result = match cli.subcommand {
+        Subcommand::Exec(Lazy(args, _)) => cmd::exec::execute(cli.file.as_deref(), args),
+        Subcommand::Run(Lazy(args, _)) => cmd::run::execute(cli.file.as_deref(), args),
+        Subcommand::Start(Lazy(args, _)) => cmd::start::execute(cli.file.as_deref(), args),
+        Subcommand::Logs(Lazy(args, _)) => cmd::logs::execute(cli.file.as_deref(), args),
+        Subcommand::Ps(Lazy(args, _)) => cmd::ps::execute(cli.file.as_deref(), args),
+        Subcommand::Restart(Lazy(args, _)) => cmd::stop::restart(cli.file.as_deref(), args),
+        Subcommand::Status(Lazy(args, _)) => cmd::status::execute(cli.file.as_deref(), args),
+        Subcommand::History(Lazy(args, _)) => cmd::history::execute(cli.file.as_deref(), args),
+        Subcommand::Metrics(Lazy(args, _)) => cmd::metrics::execute(cli.file.as_deref(), args),
+        Subcommand::Stop(Lazy(args, _)) => cmd::stop::execute(cli.file.as_deref(), args),
+        Subcommand::Check(_) => cmd::check::execute(cli.file.as_deref()),
+        Subcommand::Probe(Lazy(args, _)) => cmd::probe::execute(args),
+        Subcommand::Completions(Lazy(args, _)) => cmd::docs::completions(args.shell),
+        Subcommand::Man(_) => cmd::docs::man(),
     };
     match result {
         Ok(code) => code,
