@@ -30,14 +30,14 @@ pub struct Cli {
     pub subcommand: Subcommand,
 }
 
-// `-v` and `-q`, before the subcommand (SPEC.md) or after it: every
+// `-v` and `-q`, before the subcommand or after it: every
 // subcommand takes them too (through `Lazy`), and `Cli::verbosity` adds the
 // two up.
 //
 // Not clap's `global = true`: clap copies a global argument into every
 // subcommand on each parse, and fills in its value in each afterwards; for
 // two arguments and fourteen subcommands that was 12% of the instructions of
-// a whole `dblaunch exec`.
+// a whole `dblaunch exec`. (A start-up tweak: docs/design.md, "Start-up cost".)
 //
 // (Plain comments: clap makes a flattened struct's doc comment the about
 // text of the command it is flattened into.)
@@ -129,7 +129,7 @@ impl Subcommand {
 /// definitions only when that subcommand is parsed or shown (clap's
 /// `Command::defer`). Every launch parses its command line, and building
 /// every subcommand's arguments to parse `exec` cost a launch a few percent
-/// of its CPU and of its page faults.
+/// of its CPU and of its page faults. (A start-up tweak: docs/design.md, "Start-up cost".)
 #[derive(Debug)]
 pub struct Lazy<T>(pub T, pub Verbosity);
 

@@ -37,7 +37,8 @@ pub struct Events {
     /// announces itself by its ticket appearing, so noticing it costs no
     /// polling.
     watcher: Option<QueueWatcher>,
-    /// Made on first use: an uncontended launch never needs it.
+    /// Made on first use: an uncontended launch never needs it (a start-up
+    /// tweak: docs/design.md, "Start-up cost").
     helpers: Option<Helpers>,
     queue: VecDeque<Event>,
 }

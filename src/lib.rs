@@ -1,7 +1,9 @@
 //! dblaunch: run programs that share embedded databases without lock errors.
 //!
 //! The binary is a thin wrapper around [`run`]; each subcommand lives in
-//! `cmd/`, the database lock in `lock/`, process handling in `process/`.
+//! `cmd/`, the run of programs in `supervisor/`, process handling in
+//! `process/`; the database lock is the `dblaunch-lock` crate. The table of
+//! every file's job is in docs/design.md ("Layout").
 
 pub mod cli;
 pub mod cmd;
@@ -17,17 +19,16 @@ pub mod platform;
 pub mod process;
 pub mod project;
 pub mod signals;
+pub mod startup;
 pub mod supervisor;
 
-use clap::{CommandFactory, FromArgMatches};
-
-use crate::cli::{Cli, Lazy, Subcommand};
+use crate::cli::{Lazy, Subcommand};
 pub use crate::error::Error;
 pub use dblaunch_lock::procfs;
 
 /// Parses the command line, runs the subcommand and returns the exit status.
 pub fn run() -> u8 {
-    let parsed = parse().and_then(|cli| {
+    let parsed = startup::parse().and_then(|cli| {
         let verbosity = cli.verbosity()?;
         Ok((cli, verbosity))
     });
@@ -68,18 +69,4 @@ pub fn run() -> u8 {
             e.exit_code()
         }
     }
-}
-
-/// `Cli::try_parse()`, without freeing clap's definitions of the command
-/// line afterwards: they are a tree of a few hundred allocations, freeing
-/// them cost every launch about 4% of its instructions, and the process
-/// never needs them again (the kernel takes the memory back at exit).
-fn parse() -> Result<Cli, clap::Error> {
-    let mut command = Cli::command();
-    let parsed = command
-        .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches))
-        .map_err(|e| e.format(&mut command));
-    std::mem::forget(command);
-    parsed
 }

@@ -147,7 +147,8 @@ pub fn load_manifest(file: Option<&Path>) -> Result<Manifest, Error> {
 /// For `exec`: the project's manifest when it matters to locking, that is
 /// when a backend may be in use (it gives the backend and the keys).
 /// Cheap when it does not: a manifest whose text never says `backend` is
-/// not parsed, so `exec` in a local-only project costs no manifest parse.
+/// not parsed, so `exec` in a local-only project costs no manifest parse
+/// (a start-up tweak: docs/design.md, "Start-up cost").
 pub fn manifest_with_backend(file: Option<&Path>, cwd: &Path) -> Result<Option<Manifest>, Error> {
     let Ok(path) = manifest::locate(file, cwd) else {
         return Ok(None);

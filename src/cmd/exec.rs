@@ -11,7 +11,8 @@ use crate::manifest::{Manifest, ManifestError, closest, is_path};
 use crate::supervisor::{Options, Spec, Supervisor};
 use dblaunch_lock::{Database, LockError, Mode, Request};
 
-/// Default grace period between the stop signal and SIGKILL (SPEC.md §2).
+/// Default grace period between the stop signal and SIGKILL, unless
+/// `--stop-timeout` gives one.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {

@@ -28,7 +28,8 @@ pub(super) fn queue(cx: &mut Context<'_, '_>, i: usize) -> Result<State, Error> 
             if wait == Some(Duration::ZERO) {
                 return pending.try_now().map(Ok);
             }
-            // The uncontended path stays on this thread: no waiting, no thread.
+            // The uncontended path stays on this thread: no waiting, no
+            // thread (a start-up tweak: docs/design.md, "Start-up cost").
             Ok(match pending.advance(false, |_| {})? {
                 Step::Done => Ok(pending.into_held()),
                 Step::Blocked => Err(pending),

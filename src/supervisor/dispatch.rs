@@ -140,6 +140,7 @@ impl<'a> Supervisor<'a> {
         // dblaunch exits next: taking the signal handlers down one by one
         // (signal-hook copies its registry for each) would be work for
         // nothing. A signal that comes now is caught and read by no one.
+        // (A start-up tweak: docs/design.md, "Start-up cost".)
         std::mem::forget(self.events);
         status
     }
