@@ -48,6 +48,9 @@ pub(super) fn step_all(cx: &mut Context<'_, '_>) {
 
 /// One program; true if its state changed.
 fn step(cx: &mut Context<'_, '_>, i: usize) -> bool {
+    if cx.table.is_done(i) {
+        return false;
+    }
     let next = match cx.table.take(i) {
         // Behind a ticket of this run that its owner no longer holds
         // (released, or given up): move on without blocking.

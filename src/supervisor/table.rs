@@ -53,7 +53,10 @@ impl<'a> Table<'a> {
     }
 
     pub(super) fn put(&mut self, i: usize, state: State) {
-        self.states[i] = state;
+        let placeholder = std::mem::replace(&mut self.states[i], state);
+        // What `take` left: a Pending, which owns nothing to drop.
+        debug_assert!(matches!(placeholder, State::Pending));
+        std::mem::forget(placeholder);
     }
 
     pub(super) fn restarts(&self, i: usize) -> u32 {
@@ -62,6 +65,11 @@ impl<'a> Table<'a> {
 
     pub(super) fn restarts_mut(&mut self, i: usize) -> &mut u32 {
         &mut self.restarts[i]
+    }
+
+    /// Whether program `i` has ended.
+    pub(super) fn is_done(&self, i: usize) -> bool {
+        matches!(self.states[i], State::Done(_))
     }
 
     /// Whether every program has ended.
