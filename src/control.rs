@@ -5,8 +5,10 @@
 //! only while that pid still has that start time, and it never signals
 //! anything itself: the supervisor that started the programs stops them.
 //!
-//! Protocol: one JSON line `{"stop": ["name", ...]}` (empty: every program);
-//! the run answers with one line of text per event and closes when done.
+//! Protocol: one JSON line `{"action": "stop", "programs": ["name", ...]}`
+//! (the action `stop`, `restart` or `ps`; no programs: every program); the
+//! run answers with one line per event (text; for `ps`, one JSON object per
+//! program) and closes when done.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
