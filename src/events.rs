@@ -24,7 +24,8 @@ pub enum Event {
     Signal(i32),
     /// Progress of program `.0`'s lock acquisition.
     Lock(usize, Progress),
-    /// A request from `dblaunch stop` (through the control socket).
+    /// A call from `dblaunch stop`, `restart` or `ps` (through the control
+    /// socket).
     Control(crate::control::Call),
     /// A ticket appeared in a watched lock directory (someone queued).
     QueueChanged,
