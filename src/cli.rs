@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,17 +27,17 @@ pub struct Cli {
     pub verbosity: Verbosity,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub subcommand: Subcommand,
 }
 
-// `-v` and `-q`, before the subcommand (SPEC.md) or after it: every
+// `-v` and `-q`, before the subcommand or after it: every
 // subcommand takes them too (through `Lazy`), and `Cli::verbosity` adds the
 // two up.
 //
 // Not clap's `global = true`: clap copies a global argument into every
 // subcommand on each parse, and fills in its value in each afterwards; for
 // two arguments and fourteen subcommands that was 12% of the instructions of
-// a whole `dblaunch exec`.
+// a whole `dblaunch exec`. (A start-up tweak: docs/design.md, "Start-up cost".)
 //
 // (Plain comments: clap makes a flattened struct's doc comment the about
 // text of the command it is flattened into.)
@@ -56,7 +56,7 @@ impl Cli {
     /// The `-v` and `-q` given before and after the subcommand, together;
     /// an error if that makes both.
     pub fn verbosity(&self) -> Result<Verbosity, clap::Error> {
-        let sub = self.command.verbosity();
+        let sub = self.subcommand.verbosity();
         let both = Verbosity {
             verbose: self.verbosity.verbose.saturating_add(sub.verbose),
             quiet: self.verbosity.quiet || sub.quiet,
@@ -72,8 +72,8 @@ impl Cli {
     }
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
     /// Run programs and groups of the manifest in the foreground
     Run(Lazy<RunArgs>),
     /// Like run, but in the background; returns once every program started
@@ -105,22 +105,22 @@ pub enum Command {
     Probe(Lazy<ProbeArgs>),
 }
 
-impl Command {
+impl Subcommand {
     /// The `-v` and `-q` given after the subcommand.
     fn verbosity(&self) -> Verbosity {
         match self {
-            Command::Run(l) | Command::Start(l) => l.1,
-            Command::Logs(l) => l.1,
-            Command::Ps(l) => l.1,
-            Command::Restart(l) => l.1,
-            Command::Exec(l) => l.1,
-            Command::Status(l) => l.1,
-            Command::History(l) => l.1,
-            Command::Metrics(l) => l.1,
-            Command::Stop(l) => l.1,
-            Command::Check(l) | Command::Man(l) => l.1,
-            Command::Completions(l) => l.1,
-            Command::Probe(l) => l.1,
+            Subcommand::Run(l) | Subcommand::Start(l) => l.1,
+            Subcommand::Logs(l) => l.1,
+            Subcommand::Ps(l) => l.1,
+            Subcommand::Restart(l) => l.1,
+            Subcommand::Exec(l) => l.1,
+            Subcommand::Status(l) => l.1,
+            Subcommand::History(l) => l.1,
+            Subcommand::Metrics(l) => l.1,
+            Subcommand::Stop(l) => l.1,
+            Subcommand::Check(l) | Subcommand::Man(l) => l.1,
+            Subcommand::Completions(l) => l.1,
+            Subcommand::Probe(l) => l.1,
         }
     }
 }
@@ -129,7 +129,7 @@ impl Command {
 /// definitions only when that subcommand is parsed or shown (clap's
 /// `Command::defer`). Every launch parses its command line, and building
 /// every subcommand's arguments to parse `exec` cost a launch a few percent
-/// of its CPU and of its page faults.
+/// of its CPU and of its page faults. (A start-up tweak: docs/design.md, "Start-up cost".)
 #[derive(Debug)]
 pub struct Lazy<T>(pub T, pub Verbosity);
 
@@ -403,7 +403,7 @@ mod tests {
             "--flag",
         ])
         .unwrap();
-        let Command::Exec(Lazy(e, _)) = cli.command else {
+        let Subcommand::Exec(Lazy(e, _)) = cli.subcommand else {
             panic!()
         };
         assert_eq!(e.command, ["cmd", "--flag"]);

@@ -5,8 +5,10 @@
 //! only while that pid still has that start time, and it never signals
 //! anything itself: the supervisor that started the programs stops them.
 //!
-//! Protocol: one JSON line `{"stop": ["name", ...]}` (empty: every program);
-//! the run answers with one line of text per event and closes when done.
+//! Protocol: one JSON line `{"action": "stop", "programs": ["name", ...]}`
+//! (the action `stop`, `restart` or `ps`; no programs: every program); the
+//! run answers with one line per event (text; for `ps`, one JSON object per
+//! program) and closes when done.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
@@ -25,9 +27,9 @@ use dblaunch_lock::procfs;
 /// The project's directory for dblaunch's own files.
 pub const DIR: &str = ".dblaunch";
 
-/// A stop request as the supervisor receives it.
+/// A call from `stop`, `restart` or `ps`, as the supervisor receives it.
 #[derive(Debug)]
-pub struct Request {
+pub struct Call {
     pub action: Action,
     /// Program names; empty: all.
     pub programs: Vec<String>,
@@ -35,7 +37,7 @@ pub struct Request {
     pub reply: Sender<String>,
 }
 
-impl Request {
+impl Call {
     /// Whether the request concerns the program called `name`.
     pub fn wants(&self, name: &str) -> bool {
         self.programs.is_empty() || self.programs.iter().any(|p| p == name)
@@ -195,7 +197,7 @@ impl Drop for Listener {
 /// Opens the run's control socket in `project/.dblaunch/`.
 pub fn listen(
     project: &Path,
-    deliver: impl Fn(Request) + Clone + Send + 'static,
+    deliver: impl Fn(Call) + Clone + Send + 'static,
 ) -> io::Result<Listener> {
     let dir = project.join(DIR);
     let group = fs::metadata(project).is_ok_and(|m| m.mode() & 0o020 != 0);
@@ -259,7 +261,7 @@ impl Clients {
     }
 }
 
-fn serve(stream: UnixStream, deliver: &impl Fn(Request)) {
+fn serve(stream: UnixStream, deliver: &impl Fn(Call)) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
     if BufReader::new(&stream).read_line(&mut line).is_err() {
@@ -271,7 +273,7 @@ fn serve(stream: UnixStream, deliver: &impl Fn(Request)) {
         return;
     };
     let (reply, replies) = mpsc::channel();
-    deliver(Request {
+    deliver(Call {
         action: wire.action,
         programs: wire.programs,
         reply,

@@ -1,5 +1,6 @@
 //! The error type of the whole tool, and the one place exit statuses are
-//! chosen (SPEC.md §3).
+//! chosen (75 busy, 126/127 cannot run the command, 2 usage, 1 any other
+//! failure of dblaunch itself).
 
 use std::io;
 use std::path::PathBuf;

@@ -24,8 +24,9 @@ pub enum Event {
     Signal(i32),
     /// Progress of program `.0`'s lock acquisition.
     Lock(usize, Progress),
-    /// A request from `dblaunch stop` (through the control socket).
-    Control(crate::control::Request),
+    /// A call from `dblaunch stop`, `restart` or `ps` (through the control
+    /// socket).
+    Control(crate::control::Call),
     /// A ticket appeared in a watched lock directory (someone queued).
     QueueChanged,
 }
@@ -37,7 +38,8 @@ pub struct Events {
     /// announces itself by its ticket appearing, so noticing it costs no
     /// polling.
     watcher: Option<QueueWatcher>,
-    /// Made on first use: an uncontended launch never needs it.
+    /// Made on first use: an uncontended launch never needs it (a start-up
+    /// tweak: docs/design.md, "Start-up cost").
     helpers: Option<Helpers>,
     queue: VecDeque<Event>,
 }

@@ -1,11 +1,14 @@
 //! dblaunch: run programs that share embedded databases without lock errors.
 //!
 //! The binary is a thin wrapper around [`run`]; each subcommand lives in
-//! `cmd/`, the database lock in `lock/`, process handling in `process/`.
+//! `cmd/`, the run of programs in `supervisor/`, process handling in
+//! `process/`; the database lock is the `dblaunch-lock` crate. The table of
+//! every file's job is in docs/design.md ("Layout").
 
 pub mod cli;
 pub mod cmd;
 pub mod control;
+pub mod databases;
 pub mod error;
 pub mod events;
 pub mod history;
@@ -16,17 +19,16 @@ pub mod platform;
 pub mod process;
 pub mod project;
 pub mod signals;
+pub mod startup;
 pub mod supervisor;
 
-use clap::{CommandFactory, FromArgMatches};
-
-use crate::cli::{Cli, Command, Lazy};
+use crate::cli::{Lazy, Subcommand};
 pub use crate::error::Error;
 pub use dblaunch_lock::procfs;
 
 /// Parses the command line, runs the subcommand and returns the exit status.
 pub fn run() -> u8 {
-    let parsed = parse().and_then(|cli| {
+    let parsed = startup::parse().and_then(|cli| {
         let verbosity = cli.verbosity()?;
         Ok((cli, verbosity))
     });
@@ -44,21 +46,21 @@ pub fn run() -> u8 {
         }
     };
     logging::init(verbosity.verbose, verbosity.quiet);
-    let result = match cli.command {
-        Command::Exec(Lazy(args, _)) => cmd::exec::execute(cli.file.as_deref(), args),
-        Command::Run(Lazy(args, _)) => cmd::run::execute(cli.file.as_deref(), args),
-        Command::Start(Lazy(args, _)) => cmd::start::execute(cli.file.as_deref(), args),
-        Command::Logs(Lazy(args, _)) => cmd::logs::execute(cli.file.as_deref(), args),
-        Command::Ps(Lazy(args, _)) => cmd::ps::execute(cli.file.as_deref(), args),
-        Command::Restart(Lazy(args, _)) => cmd::stop::restart(cli.file.as_deref(), args),
-        Command::Status(Lazy(args, _)) => cmd::status::execute(cli.file.as_deref(), args),
-        Command::History(Lazy(args, _)) => cmd::history::execute(cli.file.as_deref(), args),
-        Command::Metrics(Lazy(args, _)) => cmd::metrics::execute(cli.file.as_deref(), args),
-        Command::Stop(Lazy(args, _)) => cmd::stop::execute(cli.file.as_deref(), args),
-        Command::Check(_) => cmd::check::execute(cli.file.as_deref()),
-        Command::Probe(Lazy(args, _)) => cmd::probe::execute(args),
-        Command::Completions(Lazy(args, _)) => cmd::docs::completions(args.shell),
-        Command::Man(_) => cmd::docs::man(),
+    let result = match cli.subcommand {
+        Subcommand::Exec(Lazy(args, _)) => cmd::exec::execute(cli.file.as_deref(), args),
+        Subcommand::Run(Lazy(args, _)) => cmd::run::execute(cli.file.as_deref(), args),
+        Subcommand::Start(Lazy(args, _)) => cmd::start::execute(cli.file.as_deref(), args),
+        Subcommand::Logs(Lazy(args, _)) => cmd::logs::execute(cli.file.as_deref(), args),
+        Subcommand::Ps(Lazy(args, _)) => cmd::ps::execute(cli.file.as_deref(), args),
+        Subcommand::Restart(Lazy(args, _)) => cmd::stop::restart(cli.file.as_deref(), args),
+        Subcommand::Status(Lazy(args, _)) => cmd::status::execute(cli.file.as_deref(), args),
+        Subcommand::History(Lazy(args, _)) => cmd::history::execute(cli.file.as_deref(), args),
+        Subcommand::Metrics(Lazy(args, _)) => cmd::metrics::execute(cli.file.as_deref(), args),
+        Subcommand::Stop(Lazy(args, _)) => cmd::stop::execute(cli.file.as_deref(), args),
+        Subcommand::Check(_) => cmd::check::execute(cli.file.as_deref()),
+        Subcommand::Probe(Lazy(args, _)) => cmd::probe::execute(args),
+        Subcommand::Completions(Lazy(args, _)) => cmd::docs::completions(args.shell),
+        Subcommand::Man(_) => cmd::docs::man(),
     };
     match result {
         Ok(code) => code,
@@ -67,18 +69,4 @@ pub fn run() -> u8 {
             e.exit_code()
         }
     }
-}
-
-/// `Cli::try_parse()`, without freeing clap's definitions of the command
-/// line afterwards: they are a tree of a few hundred allocations, freeing
-/// them cost every launch about 4% of its instructions, and the process
-/// never needs them again (the kernel takes the memory back at exit).
-fn parse() -> Result<Cli, clap::Error> {
-    let mut command = Cli::command();
-    let parsed = command
-        .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches))
-        .map_err(|e| e.format(&mut command));
-    std::mem::forget(command);
-    parsed
 }

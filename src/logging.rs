@@ -28,7 +28,8 @@ pub fn init(verbose: u8, quiet: bool) {
             .with(output())
             .try_init(),
         // Without RUST_LOG, a plain target filter: parsing an EnvFilter's
-        // directives costs every launch more than all of dblaunch's logging.
+        // directives costs every launch more than all of dblaunch's logging
+        // (a start-up tweak: docs/design.md, "Start-up cost").
         _ => registry
             .with(Targets::new().with_target("dblaunch", level))
             .with(output())

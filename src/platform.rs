@@ -1,6 +1,7 @@
-//! Everything dblaunch needs from the operating system beyond POSIX, in one
-//! place: this is Linux. `docs/design.md` lists what a macOS port would put
-//! here instead (flock(2) itself is portable and stays in `lock/kernel.rs`).
+//! Everything the command line needs from the operating system beyond
+//! POSIX, in one place: this is Linux. `docs/design.md` lists what a macOS
+//! port would put here instead (the lock crate keeps its own: flock(2),
+//! which is portable, and its /proc reading).
 
 pub use dblaunch_lock::procfs;
 

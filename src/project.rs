@@ -123,10 +123,28 @@ pub fn remote(manifest: Option<&Manifest>) -> Result<Option<Remote>, Error> {
     Ok(Some(Remote::connect(&config).map_err(LockError::from)?))
 }
 
+/// The current directory, which relative paths and the manifest search
+/// start from.
+pub fn current_dir() -> Result<PathBuf, Error> {
+    std::env::current_dir().map_err(|source| Error::Io {
+        action: "read the current directory".to_owned(),
+        source,
+    })
+}
+
+/// Finds and loads the manifest, for every subcommand that needs one:
+/// `file` (`-f`, `$DBLAUNCH_FILE`) if given, else the nearest
+/// `dblaunch.toml` from the current directory up.
+pub fn load_manifest(file: Option<&Path>) -> Result<Manifest, Error> {
+    let path = manifest::locate(file, &current_dir()?)?;
+    Ok(manifest::load(&path)?)
+}
+
 /// For `exec`: the project's manifest when it matters to locking, that is
 /// when a backend may be in use (it gives the backend and the keys).
 /// Cheap when it does not: a manifest whose text never says `backend` is
-/// not parsed, so `exec` in a local-only project costs no manifest parse.
+/// not parsed, so `exec` in a local-only project costs no manifest parse
+/// (a start-up tweak: docs/design.md, "Start-up cost").
 pub fn manifest_with_backend(file: Option<&Path>, cwd: &Path) -> Result<Option<Manifest>, Error> {
     let Ok(path) = manifest::locate(file, cwd) else {
         return Ok(None);

@@ -5,7 +5,8 @@
 //! Why no signal thread (as just and signal-hook's iterator have): every
 //! event would then cost a thread hop, and a launch of `exec` spends most of
 //! its overhead over flock(1) in such hops and in starting the thread. The
-//! handler side is the same design; only the reader moved.
+//! handler side is the same design; only the reader moved. (A start-up
+//! tweak: docs/design.md, "Start-up cost".)
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -17,7 +18,7 @@ use signal_hook::consts::signal::{
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
-/// Signals passed on to the running programs (SPEC.md §5).
+/// Signals passed on to the running programs' process groups.
 pub const FORWARDED: [i32; 7] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH];
 
 /// Signals after which dblaunch starts no further program and stops the

@@ -8,21 +8,11 @@ use crate::error::Error;
 use crate::manifest::{self, Manifest};
 
 pub fn execute(file: Option<&Path>) -> Result<u8, Error> {
-    let manifest = load(file)?;
+    let manifest = crate::project::load_manifest(file)?;
     let mut out = std::io::stdout().lock();
     // A closed stdout (`dblaunch check | head`) is not an error.
     let _ = write!(out, "{}", report(&manifest));
     Ok(0)
-}
-
-/// Finds and loads the manifest for any subcommand that needs one.
-pub fn load(file: Option<&Path>) -> Result<Manifest, Error> {
-    let cwd = std::env::current_dir().map_err(|source| Error::Io {
-        action: "read the current directory".to_owned(),
-        source,
-    })?;
-    let path = manifest::locate(file, &cwd)?;
-    Ok(manifest::load(&path)?)
 }
 
 fn shown(manifest: &Manifest, d: &manifest::DbRef) -> String {

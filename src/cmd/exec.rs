@@ -11,7 +11,8 @@ use crate::manifest::{Manifest, ManifestError, closest, is_path};
 use crate::supervisor::{Options, Spec, Supervisor};
 use dblaunch_lock::{Database, LockError, Mode, Request};
 
-/// Default grace period between the stop signal and SIGKILL (SPEC.md §2).
+/// Default grace period between the stop signal and SIGKILL, unless
+/// `--stop-timeout` gives one.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
@@ -23,10 +24,7 @@ pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
                 .to_owned(),
         ));
     }
-    let cwd = std::env::current_dir().map_err(|source| Error::Io {
-        action: "read the current directory".to_owned(),
-        source,
-    })?;
+    let cwd = crate::project::current_dir()?;
     let (locks, remote) = requests(file, &args.reads, &args.writes, &cwd)?;
     if let Some(w) = locks.iter().find(|w| {
         w.mode == Mode::Write && locks.iter().any(|r| r.mode == Mode::Read && r.db == w.db)
@@ -109,7 +107,7 @@ fn requests(
 /// The manifest that a database name refers to. Without one, a bare word
 /// is an error: locking a stray file named after it would protect nothing.
 fn manifest_for_name(file: Option<&Path>, name: &str) -> Result<Manifest, Error> {
-    super::check::load(file).map_err(|e| match e {
+    crate::project::load_manifest(file).map_err(|e| match e {
         Error::Manifest(ManifestError::NotFound { what }) => Error::Usage(format!(
             "`{name}` is not a path (it has no `/` or `.`), so it must name a database of the \
              manifest's [databases], but {what}. To lock a file of that name, write `./{name}`"

@@ -7,16 +7,15 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::cli::HistoryArgs;
+use crate::databases;
 use crate::error::Error;
 use crate::history::svg::human;
 use crate::history::{self, History, MarkKind, WaitEnd};
-use crate::manifest::Manifest;
-use dblaunch_lock::Database;
 
 pub fn execute(file: Option<&Path>, args: HistoryArgs) -> Result<u8, Error> {
-    let (dbs, manifest) = super::databases(file, &args.databases, "history")?;
+    let (dbs, manifest) = databases::chosen(file, &args.databases, "history")?;
     let now = SystemTime::now();
-    let histories = load(&dbs, manifest.as_ref(), args.since, now)?;
+    let histories = history::load(&dbs, manifest.as_ref(), args.since, now)?;
     if let Some(path) = &args.svg {
         std::fs::write(path, history::svg::render(&histories, now)).map_err(|source| {
             Error::Io {
@@ -37,62 +36,6 @@ pub fn execute(file: Option<&Path>, args: HistoryArgs) -> Result<u8, Error> {
         write!(out, "{}", text(&histories))
     };
     Ok(0)
-}
-
-/// Every database's history in the window.
-pub(crate) fn load(
-    dbs: &[Database],
-    manifest: Option<&Manifest>,
-    since: Option<SystemTime>,
-    now: SystemTime,
-) -> Result<Vec<History>, Error> {
-    // With a backend, its journal has every host's lines (this host's
-    // included); without one, or when it cannot be read, each database's
-    // own journal has this host's (and those of hosts sharing its lock
-    // directory).
-    let keys: Vec<String> = dbs
-        .iter()
-        .map(|db| crate::project::backend_key(manifest, db))
-        .collect();
-    let remote = match crate::project::remote(manifest) {
-        Ok(Some(remote)) => match remote.backend.journal(&keys) {
-            Ok(rows) => Some((remote.backend.server(), rows)),
-            Err(e) => {
-                tracing::warn!("{e}; showing this host's journal only");
-                None
-            }
-        },
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!("{e}; showing this host's journal only");
-            None
-        }
-    };
-    dbs.iter()
-        .zip(&keys)
-        .map(|(db, key)| {
-            let dir = db.lock_dir();
-            let read = match &remote {
-                Some((server, rows)) => {
-                    let mut read = dblaunch_lock::journal::Contents::default();
-                    let source = format!("the journal of {key} in {server}");
-                    for (n, (_, line)) in rows.iter().filter(|(k, _)| k == key).enumerate() {
-                        read.push(line.as_bytes(), &source, n);
-                    }
-                    read.lines.sort_by(|a, b| a.at.cmp(&b.at));
-                    read
-                }
-                None => dblaunch_lock::journal::read(&dir).map_err(|source| Error::Io {
-                    action: format!("read the lock journal in {}", dir.display()),
-                    source,
-                })?,
-            };
-            let mut h = history::build(&db.path().to_string_lossy(), &read.lines, since, now);
-            h.name = super::name_of(manifest, db);
-            h.skipped_lines = read.skipped;
-            Ok(h)
-        })
-        .collect()
 }
 
 fn clock(t: SystemTime) -> String {

@@ -12,7 +12,7 @@ use crate::cli::LogsArgs;
 use crate::error::Error;
 
 pub fn execute(file: Option<&Path>, args: LogsArgs) -> Result<u8, Error> {
-    let manifest = super::check::load(file)?;
+    let manifest = crate::project::load_manifest(file)?;
     let dir = crate::project::logs_dir(&manifest);
     let names: Vec<String> = if args.names.is_empty() {
         manifest

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::cli::MetricsArgs;
+use crate::databases;
 use crate::error::Error;
 use crate::history::metrics::{self, Format, Live};
 use crate::manifest::Manifest;
@@ -14,7 +15,7 @@ use dblaunch_lock::Database;
 use dblaunch_lock::occupancy;
 
 pub fn execute(file: Option<&Path>, args: MetricsArgs) -> Result<u8, Error> {
-    let (dbs, manifest) = super::databases(file, &args.databases, "metrics")?;
+    let (dbs, manifest) = databases::chosen(file, &args.databases, "metrics")?;
     let Some(addr) = &args.listen else {
         let text = exposition(&dbs, manifest.as_ref(), args.format)?;
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -43,7 +44,7 @@ fn exposition(
     manifest: Option<&Manifest>,
     format: Format,
 ) -> Result<String, Error> {
-    let histories = super::history::load(dbs, manifest, None, SystemTime::now())?;
+    let histories = crate::history::load(dbs, manifest, None, SystemTime::now())?;
     let report = occupancy::report(dbs);
     let live: Vec<Live> = histories
         .iter()

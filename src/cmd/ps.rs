@@ -6,12 +6,13 @@ use std::path::Path;
 
 use crate::cli::PsArgs;
 use crate::control::DbUse;
+use crate::databases;
 use crate::error::Error;
 use crate::manifest::Manifest;
 use dblaunch_lock::backend::Entry;
 
 pub fn execute(file: Option<&Path>, args: PsArgs) -> Result<u8, Error> {
-    let manifest = super::check::load(file)?;
+    let manifest = crate::project::load_manifest(file)?;
     let states = crate::project::running(&manifest);
     let remote = other_hosts(file, &manifest);
     if args.json {
@@ -51,7 +52,7 @@ fn other_hosts(file: Option<&Path>, manifest: &Manifest) -> Option<Vec<Entry>> {
             return None;
         }
     };
-    let (dbs, _) = super::databases(file, &[], "ps").ok()?;
+    let (dbs, _) = databases::chosen(file, &[], "ps").ok()?;
     let keys: Vec<String> = dbs
         .iter()
         .map(|d| crate::project::backend_key(Some(manifest), d))

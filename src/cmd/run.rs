@@ -13,7 +13,7 @@ use crate::supervisor::{Options, Spec, Supervisor};
 use dblaunch_lock::{Database, Request};
 
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
-    let manifest = super::check::load(file)?;
+    let manifest = crate::project::load_manifest(file)?;
     let chosen = crate::project::targets(&manifest, &args.targets)?;
     let mut specs = specs(&manifest, &chosen)?;
     // `.env` beside the manifest: for every program, under its own `env`.

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::process::READY_FD_ENV;
 
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
-    let manifest = super::check::load(file)?;
+    let manifest = crate::project::load_manifest(file)?;
     let chosen = crate::project::targets(&manifest, &args.targets)?;
     let names: Vec<&str> = chosen
         .iter()

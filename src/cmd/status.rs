@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::cli::StatusArgs;
+use crate::databases;
 use crate::error::Error;
 use crate::manifest::Manifest;
 use dblaunch_lock::Database;
@@ -14,7 +15,7 @@ use dblaunch_lock::backend::Entry;
 use dblaunch_lock::occupancy::{self, Nested, Report};
 
 pub fn execute(file: Option<&Path>, args: StatusArgs) -> Result<u8, Error> {
-    let (dbs, manifest) = super::databases(file, &args.paths, "status")?;
+    let (dbs, manifest) = databases::chosen(file, &args.paths, "status")?;
     let report = occupancy::report(&dbs);
     let backend = remote(manifest.as_ref(), &dbs)?;
     let mut out = std::io::stdout().lock();

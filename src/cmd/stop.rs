@@ -20,7 +20,7 @@ pub fn restart(file: Option<&Path>, args: RestartArgs) -> Result<u8, Error> {
 }
 
 fn ask(file: Option<&Path>, action: control::Action, targets: &[String]) -> Result<u8, Error> {
-    let manifest = super::check::load(file)?;
+    let manifest = crate::project::load_manifest(file)?;
     let programs: Vec<String> = if targets.is_empty() {
         Vec::new()
     } else {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::History;
+use super::model::{History, MarkKind, WaitEnd};
 
 /// Histogram buckets, in seconds: a lock wait or hold runs from
 /// microseconds (an uncontended grant) to hours (a nightly job).
@@ -105,18 +105,18 @@ pub fn render(histories: &[History], live: &[Live], format: Format) -> String {
             }
         }
         for w in &h.waits {
-            if matches!(w.end, super::WaitEnd::Granted | super::WaitEnd::GaveUp) {
+            if matches!(w.end, WaitEnd::Granted | WaitEnd::GaveUp) {
                 at(&mut series, &h.database, &w.program).conflicts += 1;
             }
         }
         for m in &h.marks {
             let s = at(&mut series, &h.database, &m.program);
             match m.kind {
-                super::MarkKind::GaveUp => s.give_ups += 1,
-                super::MarkKind::Foreign => s.foreign += 1,
-                super::MarkKind::Yielded => s.yields += 1,
-                super::MarkKind::Crashed => s.crashes += 1,
-                super::MarkKind::Lost => {}
+                MarkKind::GaveUp => s.give_ups += 1,
+                MarkKind::Foreign => s.foreign += 1,
+                MarkKind::Yielded => s.yields += 1,
+                MarkKind::Crashed => s.crashes += 1,
+                MarkKind::Lost => {}
             }
         }
     }

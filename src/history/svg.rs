@@ -9,7 +9,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use super::{History, MarkKind, WaitEnd};
+use super::model::{History, MarkKind, WaitEnd};
 use dblaunch_lock::Mode;
 
 const WIDTH: f64 = 1200.0;

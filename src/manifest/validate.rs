@@ -495,7 +495,7 @@ pub fn same_database(a: &Path, b: &Path) -> bool {
 /// `after` must not loop: print each cycle once, as a path.
 fn after_cycles(raw: &Raw, programs: &[Program], diags: &mut Vec<Diagnostic>) {
     #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
+    enum Colour {
         New,
         Active,
         Done,
@@ -503,30 +503,30 @@ fn after_cycles(raw: &Raw, programs: &[Program], diags: &mut Vec<Diagnostic>) {
     fn visit(
         i: usize,
         programs: &[Program],
-        marks: &mut [Mark],
+        colours: &mut [Colour],
         stack: &mut Vec<usize>,
         cycles: &mut Vec<Vec<usize>>,
     ) {
-        marks[i] = Mark::Active;
+        colours[i] = Colour::Active;
         stack.push(i);
         for &d in &programs[i].after {
-            match marks[d] {
-                Mark::New => visit(d, programs, marks, stack, cycles),
-                Mark::Active => {
+            match colours[d] {
+                Colour::New => visit(d, programs, colours, stack, cycles),
+                Colour::Active => {
                     let from = stack.iter().position(|&s| s == d).unwrap_or(0);
                     cycles.push(stack[from..].to_vec());
                 }
-                Mark::Done => {}
+                Colour::Done => {}
             }
         }
         stack.pop();
-        marks[i] = Mark::Done;
+        colours[i] = Colour::Done;
     }
-    let mut marks = vec![Mark::New; programs.len()];
+    let mut colours = vec![Colour::New; programs.len()];
     let mut cycles = Vec::new();
     for i in 0..programs.len() {
-        if marks[i] == Mark::New {
-            visit(i, programs, &mut marks, &mut Vec::new(), &mut cycles);
+        if colours[i] == Colour::New {
+            visit(i, programs, &mut colours, &mut Vec::new(), &mut cycles);
         }
     }
     for cycle in cycles {

@@ -97,6 +97,8 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Child, SpawnError> {
         stderr: err.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
         error: 0,
     };
+    // The start time from the boot clock around the clone, not from /proc
+    // (a start-up tweak: docs/design.md, "Start-up cost").
     let before = dblaunch_lock::procfs::boot_clock();
     let pid = clone_vfork(&mut child).map_err(other)?;
     let start_time =
@@ -231,7 +233,8 @@ impl Prepared {
 
 /// dblaunch's own environment, `NAME=value` entries as the C library keeps
 /// them. Borrowed, not copied: copying every variable into a map and back
-/// into C strings was a tenth of a launch's instructions.
+/// into C strings was a tenth of a launch's instructions. (A start-up
+/// tweak: docs/design.md, "Start-up cost".)
 fn own_environment() -> impl Iterator<Item = &'static CStr> {
     unsafe extern "C" {
         static environ: *const *const libc::c_char;
@@ -293,6 +296,8 @@ struct ChildSetup<'a> {
 /// waits (CLONE_VFORK), so it only needs room for a few system calls.
 const CHILD_STACK: usize = 64 * 1024;
 
+/// A start-up tweak (docs/design.md, "Start-up cost"): `clone(CLONE_VM|CLONE_VFORK)`
+/// instead of fork, on a stack that is not zeroed.
 fn clone_vfork(setup: &mut ChildSetup<'_>) -> io::Result<i32> {
     // Not zeroed: the child touches only the top few kilobytes, so the rest
     // is never faulted in (zeroing it cost a memset and 16 page faults per

@@ -1,48 +1,41 @@
-//! The loop itself: one `Supervisor` owns every program's state and
-//! handles one event at a time on the main thread (child exits, signals,
-//! lock hand-offs, control requests, deadlines), then lets each program
-//! move as far as it can (see `lifecycle.rs`).
+//! The loop itself: one `Supervisor` owns the parts of a run (its programs,
+//! its journal recorder, its console, its verdict) and handles one event at
+//! a time on the main thread (child exits, signals, lock hand-offs, control
+//! calls, deadlines), then lets each program move as far as it can (see
+//! `lifecycle.rs`).
 
-use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::signal::{SIGCHLD, SIGINT, SIGKILL, SIGWINCH};
 
+use crate::control::Listener;
 use crate::error::Error;
 use crate::events::{Event, Events};
-use crate::output::Output;
-use crate::process::{ExitKind, Group, reap_exited};
+use crate::process::{Group, reap_exited};
 use crate::signals;
+use dblaunch_lock::Released;
 
+use super::console::Console;
+use super::context::Context;
+use super::lifecycle;
+use super::recorder::Recorder;
+use super::requests;
 use super::spec::{Options, Spec};
-use super::state::{End, State};
-use super::terminal::{WaitLine, foreground_terminal, ignore_terminal_stops, take_terminal_back};
+use super::state::State;
+use super::table::Table;
+use super::verdict::Verdict;
 
 pub struct Supervisor<'a> {
-    pub(super) specs: &'a [Spec],
-    pub(super) opts: Options,
-    pub(super) states: Vec<State>,
-    pub(super) events: Events,
-    pub(super) output: Option<Arc<Output>>,
-    pub(super) terminal: Option<RawFd>,
-    pub(super) wait_line: WaitLine,
-    pub(super) stopped_by: Option<i32>,
-    /// Programs that ended in failure, in the order they did, with their
-    /// status: the run exits with the first. A program started again by
-    /// `dblaunch restart` leaves this list (its old failure no longer
-    /// stands; how it ends this time counts instead).
-    pub(super) failures: Vec<(usize, u8)>,
-    /// Consecutive restarts of each program.
-    pub(super) restarts: Vec<u32>,
-    pub(super) _control: Option<crate::control::Listener>,
-    pub(super) journal: dblaunch_lock::journal::Journal,
-    /// Tickets that programs let go of since the loop last slept: waiters
-    /// behind them move on without asking the kernel, and their names are
-    /// cleared away after whoever could start has started.
-    pub(super) released: dblaunch_lock::Released,
-    /// Each program's current wait, stretch by stretch, for the journal.
-    pub(super) blocked: Vec<Vec<super::journal::Blocked>>,
+    opts: Options,
+    recorder: Recorder,
+    table: Table<'a>,
+    events: Events,
+    console: Console,
+    verdict: Verdict,
+    _control: Option<Listener>,
+    /// Tickets that programs let go of since the loop last slept (see
+    /// [`Context::released`]).
+    released: Released,
 }
 
 impl<'a> Supervisor<'a> {
@@ -54,26 +47,7 @@ impl<'a> Supervisor<'a> {
         // Orphaned grandchildren are reparented to us, so we can reap them
         // and see when a program's group is empty.
         crate::platform::become_subreaper();
-        // One program keeps dblaunch's stdio (and the terminal); several
-        // get prefixed pipes.
-        let (output, terminal) = match &opts.logs {
-            Some(dir) => (
-                Some(Output::to_files(dir.clone()).map_err(|source| Error::Io {
-                    action: format!("create the log directory {}", dir.display()),
-                    source,
-                })?),
-                None,
-            ),
-            None if specs.len() == 1 => (None, foreground_terminal()),
-            None => (
-                Some(Output::new(specs.iter().map(|s| s.name.as_str()))),
-                None,
-            ),
-        };
-        if terminal.is_some() {
-            ignore_terminal_stops();
-        }
-        let started = Instant::now();
+        let console = Console::new(specs, opts.logs.as_deref(), opts.announce)?;
         for spec in specs.iter().filter(|s| s.yields) {
             for req in &spec.locks {
                 let watched = dblaunch_lock::Queue::open(&req.db)
@@ -92,7 +66,7 @@ impl<'a> Supervisor<'a> {
             Some(dir) => {
                 let listening = events
                     .notifier()
-                    .and_then(|n| crate::control::listen(dir, move |r| n.send(Event::Control(r))));
+                    .and_then(|n| crate::control::listen(dir, move |c| n.send(Event::Control(c))));
                 match listening {
                     Ok(l) => Some(l),
                     Err(e) => {
@@ -107,126 +81,73 @@ impl<'a> Supervisor<'a> {
             None => None,
         };
         Ok(Supervisor {
-            _control: control,
-            states: specs.iter().map(|_| State::Pending).collect(),
-            specs,
+            recorder: Recorder::new(specs.len(), opts.remote.as_ref()),
+            table: Table::new(specs),
             opts,
             events,
-            output,
-            terminal,
-            wait_line: WaitLine::new(started, specs.len() == 1),
-            stopped_by: None,
-            failures: Vec::new(),
-            restarts: vec![0; specs.len()],
-            journal: dblaunch_lock::journal::Journal::default(),
-            released: dblaunch_lock::Released::default(),
-            blocked: specs.iter().map(|_| Vec::new()).collect(),
+            console,
+            verdict: Verdict::default(),
+            _control: control,
+            released: Released::default(),
         })
     }
-}
 
-impl Supervisor<'_> {
+    /// The parts, lent to the code that handles one event.
+    fn context(&mut self) -> Context<'_, 'a> {
+        Context {
+            table: &mut self.table,
+            recorder: &mut self.recorder,
+            console: &mut self.console,
+            verdict: &mut self.verdict,
+            events: &mut self.events,
+            released: &mut self.released,
+            opts: &self.opts,
+        }
+    }
+
     /// Runs every program to its end; returns the run's exit status.
     pub fn run(mut self) -> u8 {
         loop {
-            self.step_all();
-            self.report_ready();
-            if self.states.iter().all(|s| matches!(s, State::Done(_))) {
+            lifecycle::step_all(&mut self.context());
+            requests::report_ready(&self.table, &mut self.opts.ready);
+            if self.table.all_done() {
                 break;
             }
             // Tidying and history wait until whatever could start has started.
-            self.released = dblaunch_lock::Released::default();
-            self.journal.flush();
+            self.released = Released::default();
+            self.recorder.flush();
             let (deadline, tick) = self.next_wake();
             match self.events.next(deadline, tick) {
                 Some(Event::Signal(SIGCHLD)) => self.reap(),
                 Some(Event::Signal(s)) if signals::is_stop(s) => self.stop(s),
                 Some(Event::Signal(s)) => self.forward(s),
-                Some(Event::Lock(i, p)) => self.lock_progress(i, p),
-                Some(Event::Control(r)) => self.control(r),
+                Some(Event::Lock(i, p)) => lifecycle::progress(&mut self.context(), i, p),
+                Some(Event::Control(c)) => requests::answer(&mut self.context(), c),
                 Some(Event::QueueChanged) => {
-                    for i in 0..self.states.len() {
-                        self.yield_if_waited_for(i);
+                    let mut cx = self.context();
+                    for i in 0..cx.table.len() {
+                        lifecycle::yield_if_waited_for(&mut cx, i);
                     }
                 }
-                None => {
-                    if self.wait_line.active() {
-                        self.wait_line.redraw();
-                    }
-                }
+                None => self.console.tick(),
             }
         }
-        self.wait_line.clear();
-        self.journal_flush();
-        if let Some(tty) = self.terminal {
-            take_terminal_back(tty);
-        }
+        self.console.clear();
+        self.recorder.flush_before_exit();
+        self.console.take_terminal_back();
         reap_exited();
-        let status = match (self.stopped_by, self.failures.first()) {
-            (Some(sig), _) => ExitKind::Signal(sig).status(),
-            (None, Some(&(_, code))) => code,
-            (None, None) => 0,
-        };
+        let status = self.verdict.status();
         // dblaunch exits next: taking the signal handlers down one by one
         // (signal-hook copies its registry for each) would be work for
         // nothing. A signal that comes now is caught and read by no one.
+        // (A start-up tweak: docs/design.md, "Start-up cost".)
         std::mem::forget(self.events);
         status
     }
 
-    pub(super) fn announce(&self, message: std::fmt::Arguments<'_>) {
-        if self.opts.announce {
-            tracing::info!("{message}");
-        } else {
-            tracing::debug!("{message}");
-        }
-    }
-
-    pub(super) fn finish(&mut self, i: usize, end: End) {
-        if let Some(code) = end.status() {
-            self.failures.push((i, code));
-        }
-        self.states[i] = State::Done(end);
-    }
-
-    /// Moves every program as far as it can go without waiting.
-    pub(super) fn step_all(&mut self) {
-        // Each program as far as it goes before the next one (so that one
-        // that can start does, before a later one queues behind it); then
-        // again, since a program that ended may let another start.
-        loop {
-            let mut moved = false;
-            for i in 0..self.states.len() {
-                while self.step(i) {
-                    moved = true;
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    pub(super) fn fail(&mut self, i: usize, e: Error) {
-        if let Error::Lock(lock) = &e {
-            self.journal_gave_up(i, lock);
-        }
-        tracing::error!("{}{e}", self.prefix(i));
-        self.finish(i, End::Failed(e.exit_code()));
-    }
-
-    /// `name: ` when several programs run, nothing for one.
-    pub(super) fn prefix(&self, i: usize) -> String {
-        if self.specs.len() > 1 {
-            format!("{}: ", self.specs[i].name)
-        } else {
-            String::new()
-        }
-    }
-
-    pub(super) fn reap(&mut self) {
+    fn reap(&mut self) {
         for (pid, kind) in reap_exited() {
-            for s in &mut self.states {
+            for s in self.table.states_mut() {
                 if let State::Running(r) = s {
                     if r.pid == pid {
                         r.exit = Some(kind);
@@ -236,33 +157,29 @@ impl Supervisor<'_> {
         }
     }
 
-    pub(super) fn running(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.states.len()).filter(|&i| matches!(self.states[i], State::Running(_)))
-    }
-
-    pub(super) fn forward(&mut self, signal: i32) {
+    fn forward(&mut self, signal: i32) {
         // SIGWINCH only concerns the program that owns the terminal.
-        if signal == SIGWINCH && self.terminal.is_none() {
+        if signal == SIGWINCH && self.console.terminal().is_none() {
             return;
         }
-        if self.running().next().is_none() && signals::ends_queueing(signal) {
+        if self.table.running().next().is_none() && signals::ends_queueing(signal) {
             // Nothing runs: a hang-up or quit ends the run like a stop.
             self.stop(signal);
             return;
         }
-        for i in self.running().collect::<Vec<_>>() {
-            if let State::Running(r) = &self.states[i] {
+        for s in self.table.states() {
+            if let State::Running(r) = s {
                 Group(r.pid).signal(signal);
             }
         }
     }
 
-    pub(super) fn stop(&mut self, signal: i32) {
-        match self.stopped_by {
+    fn stop(&mut self, signal: i32) {
+        match self.verdict.stopped_by() {
             None => {
-                self.stopped_by = Some(signal);
-                self.wait_line.clear();
-                let running: Vec<usize> = self.running().collect();
+                self.verdict.stop(signal);
+                self.console.clear();
+                let running: Vec<usize> = self.table.running().collect();
                 if running.is_empty() {
                     tracing::info!(
                         "stopped by {}; no program was running",
@@ -281,13 +198,15 @@ impl Supervisor<'_> {
                     );
                 }
                 for i in running {
-                    self.stop_one(i, signal);
+                    if let State::Running(r) = self.table.state_mut(i) {
+                        r.ask_to_stop(signal, self.opts.stop_timeout);
+                    }
                 }
             }
             Some(_) if signal == SIGINT => {
                 tracing::info!("second interrupt: killing every program");
                 let now = Instant::now();
-                for s in &mut self.states {
+                for s in self.table.states_mut() {
                     if let State::Running(r) = s {
                         if r.killed_at.is_none() {
                             Group(r.pid).signal(SIGKILL);
@@ -300,19 +219,12 @@ impl Supervisor<'_> {
         }
     }
 
-    pub(super) fn stop_one(&mut self, i: usize, signal: i32) {
-        let timeout = self.opts.stop_timeout;
-        if let State::Running(r) = &mut self.states[i] {
-            r.ask_to_stop(signal, timeout);
-        }
-    }
-
     /// When to look again without an event: the earliest deadline.
-    pub(super) fn next_wake(&self) -> (Option<Instant>, Option<Duration>) {
+    fn next_wake(&self) -> (Option<Instant>, Option<Duration>) {
         let mut deadline: Option<Instant> = None;
         let mut tick: Option<Duration> = None;
         let mut earliest = |t: Instant| deadline = Some(deadline.map_or(t, |d| d.min(t)));
-        for s in &self.states {
+        for s in self.table.states() {
             match s {
                 State::Queued { since, .. } => {
                     if let Some(w) = self.opts.wait {
@@ -340,7 +252,7 @@ impl Supervisor<'_> {
                 State::Pending | State::Done(_) => {}
             }
         }
-        if self.wait_line.active() {
+        if self.console.ticking() {
             shortest(&mut tick, Duration::from_secs(1));
         }
         (deadline, tick)
@@ -348,6 +260,6 @@ impl Supervisor<'_> {
 }
 
 /// Keeps the shorter of two ticks.
-pub(super) fn shortest(tick: &mut Option<Duration>, t: Duration) {
+fn shortest(tick: &mut Option<Duration>, t: Duration) {
     *tick = Some(tick.map_or(t, |old| old.min(t)));
 }

@@ -1,5 +1,6 @@
 //! The states of one program (Pending → Queued → Foreign → Running →
-//! Backoff → Done), as data; `lifecycle.rs` holds the transitions.
+//! Backoff → Done), as data; `lifecycle.rs` holds the transitions from one
+//! to the next.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,7 +42,7 @@ impl End {
 pub(super) enum State {
     Pending,
     Queued {
-        wait: Wait,
+        waiter: Waiter,
         since: Instant,
     },
     Foreign {
@@ -59,7 +60,7 @@ pub(super) enum State {
 }
 
 /// How a queued program waits for its locks.
-pub(super) enum Wait {
+pub(super) enum Waiter {
     /// Behind another process's ticket: a thread of its own sleeps in the
     /// kernel until that ticket goes, and tells the loop.
     Thread(Acquirer),
@@ -74,27 +75,27 @@ pub(super) enum Wait {
     },
 }
 
-impl Wait {
+impl Waiter {
     /// Gives up its place: every ticket taken so far leaves the queue.
     pub(super) fn cancel(self) {
         match self {
-            Wait::Thread(acquirer) => acquirer.cancel(),
-            Wait::Behind { pending, .. } => pending.abandon(),
+            Waiter::Thread(acquirer) => acquirer.cancel(),
+            Waiter::Behind { pending, .. } => pending.abandon(),
         }
     }
 
     /// Who is ahead of it on the database it is blocked on.
     pub(super) fn holders_now(&self) -> Option<(PathBuf, Mode, Vec<Holder>)> {
         match self {
-            Wait::Thread(acquirer) => acquirer.holders_now(),
-            Wait::Behind { pending, .. } => pending.holders_now(),
+            Waiter::Thread(acquirer) => acquirer.holders_now(),
+            Waiter::Behind { pending, .. } => pending.holders_now(),
         }
     }
 
     pub(super) fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
         match self {
-            Wait::Thread(acquirer) => acquirer.has_ticket(dir, id),
-            Wait::Behind { pending, .. } => pending.has_ticket(dir, id),
+            Waiter::Thread(acquirer) => acquirer.has_ticket(dir, id),
+            Waiter::Behind { pending, .. } => pending.has_ticket(dir, id),
         }
     }
 }
@@ -104,7 +105,7 @@ impl State {
     /// or waits with.
     pub(super) fn has_ticket(&self, dir: &Path, id: TicketId) -> bool {
         match self {
-            State::Queued { wait, .. } => wait.has_ticket(dir, id),
+            State::Queued { waiter, .. } => waiter.has_ticket(dir, id),
             State::Foreign { held, .. } => held.has_ticket(dir, id),
             State::Running(r) => r.held.has_ticket(dir, id),
             State::Pending | State::Backoff { .. } | State::Done(_) => false,

@@ -1,4 +1,6 @@
-//! SPEC.md §3's exit statuses for `exec`.
+//! The exit statuses of `exec`: the command's own (128+N for a signal),
+//! 75 when a database stays busy, 126/127 when the command cannot be run,
+//! 2 for usage errors, 1 for any other failure of dblaunch itself.
 
 use crate::*;
 

@@ -1,4 +1,5 @@
-//! The lock journal, `history` and `metrics` (SPEC.md §9): a scripted
+//! The lock journal (one JSON line per lock event, in each database's lock
+//! directory), `history` and `metrics`: a scripted
 //! scenario (writers and readers contending, a give-up, a crash, a yield)
 //! must come back exactly, with the durations the programs' own logs give;
 //! `metrics` must parse (a real parser: prometheus_client's and promtool)

@@ -1,4 +1,4 @@
-//! Nested dblaunch (SPEC.md §4): a process that inherited the lock of a
+//! Nested dblaunch: a process that inherited the lock of a
 //! database from an ancestor dblaunch already holds it. Covered requests run
 //! at once; a request that could never be granted fails at once with exit 2;
 //! processes under one holder still exclude each other; strangers still wait.

@@ -1,4 +1,4 @@
-//! Several hosts through a real PostgreSQL (SPEC.md §8): a throwaway
+//! Several hosts through a real PostgreSQL (the lock backend): a throwaway
 //! server (initdb + pg_ctl on a temporary directory and port), hosts
 //! simulated by distinct host names (DBLAUNCH_HOST) and distinct project
 //! directories, so that only the backend stands between them: each host

@@ -1,42 +1,71 @@
-//! What the supervisor tells each database's journal (SPEC.md §9): one line
-//! per event, to the journal of the database it concerns. An uncontended
-//! program costs two lines (granted, released) on a descriptor opened once;
-//! the other events only happen on paths that wait anyway. Lines are written
-//! when the loop is about to sleep (see [`dblaunch_lock::journal::Journal::flush`]).
+//! What the run tells each database's lock journal: one line per event, to
+//! the journal of the database it concerns, and to the lock backend's when
+//! the database has a key there (so that history covers every host). An
+//! uncontended program costs two lines (granted, released) on a descriptor
+//! opened once; the other events only happen on paths that wait anyway.
+//! Lines are written when the loop is about to sleep (see
+//! [`Journal::flush`]). The line format belongs to the lock crate's journal;
+//! this file decides what is said and when.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use dblaunch_lock::backend::Backend;
+use dblaunch_lock::journal::{Journal, Kind, Line, Outcome, Party, seconds};
+use dblaunch_lock::{Held, Holder, LockError, Mode, Remote};
 
 use crate::process::ExitKind;
 use crate::signals;
-use dblaunch_lock::journal::{Kind, Line, Outcome, Party, seconds};
-use dblaunch_lock::{Held, Holder, LockError, Mode};
 
-use super::dispatch::Supervisor;
+use super::spec::Spec;
 use super::state::Running;
 
+pub(super) struct Recorder {
+    journal: Journal,
+    /// Each program's current wait, stretch by stretch (program `i` at `i`).
+    blocked: Vec<Vec<Blocked>>,
+    /// The lock backend shared with other hosts, for keyed databases.
+    backend: Option<Arc<dyn Backend>>,
+}
+
 /// One stretch of a program's wait, on one database.
-pub(super) struct Blocked {
+struct Blocked {
     database: PathBuf,
     since: Instant,
     behind: Vec<Party>,
 }
 
+/// Lines made before a release (which consumes the hold), written after it.
+pub(super) type Unwritten = Vec<(PathBuf, Option<String>, Line)>;
+
 fn parties(holders: &[Holder]) -> Vec<Party> {
     holders.iter().filter_map(Party::of).collect()
 }
 
-impl Supervisor<'_> {
-    fn write(&mut self, i: usize, line: &Line) {
+fn line(spec: &Spec, event: Kind, database: &Path, mode: Mode) -> Line {
+    Line::new(event, database, &spec.name, mode)
+}
+
+impl Recorder {
+    pub(super) fn new(programs: usize, remote: Option<&Remote>) -> Recorder {
+        Recorder {
+            journal: Journal::default(),
+            blocked: (0..programs).map(|_| Vec::new()).collect(),
+            backend: remote.map(|r| Arc::clone(&r.backend)),
+        }
+    }
+
+    /// To the journal of `line`'s database, one of `spec`'s.
+    fn write(&mut self, spec: &Spec, line: &Line) {
         let database = Path::new(&line.database);
-        if let Some(req) = self.specs[i].locks.iter().find(|r| r.db.path() == database) {
-            let (dir, key) = (req.db.lock_dir(), req.key.clone());
-            self.emit(&dir, key.as_deref(), line);
+        if let Some(req) = spec.locks.iter().find(|r| r.db.path() == database) {
+            self.emit(&req.db.lock_dir(), req.key.as_deref(), line);
         }
     }
 
     /// To the database's journal, and to the backend's when it has a key
-    /// there (so that history covers every host).
+    /// there.
     fn emit(&mut self, dir: &Path, key: Option<&str>, line: &Line) {
         if !dblaunch_lock::journal::enabled() {
             return;
@@ -44,31 +73,38 @@ impl Supervisor<'_> {
         let Ok(text) = serde_json::to_string(line) else {
             return;
         };
-        if let (Some(key), Some(remote)) = (key, &self.opts.remote) {
-            remote.backend.record(key, &text);
+        if let (Some(key), Some(backend)) = (key, &self.backend) {
+            backend.record(key, &text);
         }
         self.journal.append(dir, text);
     }
 
+    /// Before the loop sleeps: the lines so far are written.
+    pub(super) fn flush(&mut self) {
+        self.journal.flush();
+    }
+
     /// Before dblaunch exits: local lines are written, and lines sent to
     /// the backend stored (as long as the backend answers within a second).
-    pub(super) fn journal_flush(&mut self) {
+    pub(super) fn flush_before_exit(&mut self) {
         self.journal.flush();
-        if let Some(remote) = &self.opts.remote {
-            remote.backend.flush(Duration::from_secs(1));
+        if let Some(backend) = &self.backend {
+            backend.flush(Duration::from_secs(1));
         }
     }
 
-    fn line(&self, i: usize, event: Kind, database: &Path, mode: Mode) -> Line {
-        Line::new(event, database, &self.specs[i].name, mode)
+    /// Program `i` queues anew: its earlier wait is over.
+    pub(super) fn queueing(&mut self, i: usize) {
+        self.blocked[i].clear();
     }
 
     /// Program `i` waits on `database` behind `holders` since `since`: a
     /// new stretch of its wait, if it is a database it was not already
     /// waiting on.
-    pub(super) fn journal_waiting(
+    pub(super) fn waiting(
         &mut self,
         i: usize,
+        spec: &Spec,
         database: &Path,
         mode: Mode,
         holders: &[Holder],
@@ -83,34 +119,37 @@ impl Supervisor<'_> {
                 return;
             }
         }
-        self.stretch(i, Kind::Queued, database, mode, holders, since);
+        let line = line(spec, Kind::Queued, database, mode);
+        self.stretch(i, spec, line, database, holders, since);
     }
 
     /// A process outside dblaunch holds `database`: program `i` waits for it.
-    pub(super) fn journal_foreign(
+    pub(super) fn foreign(
         &mut self,
         i: usize,
+        spec: &Spec,
         database: &Path,
         mode: Mode,
         holders: &[Holder],
     ) {
-        self.stretch(i, Kind::Foreign, database, mode, holders, Instant::now());
+        let line = line(spec, Kind::Foreign, database, mode);
+        self.stretch(i, spec, line, database, holders, Instant::now());
     }
 
-    /// Says why program `i` waits (`event`), and starts a stretch of its wait.
+    /// Says why program `i` waits (`line`, behind `holders`), and starts a
+    /// stretch of its wait on `database`.
     fn stretch(
         &mut self,
         i: usize,
-        event: Kind,
+        spec: &Spec,
+        mut line: Line,
         database: &Path,
-        mode: Mode,
         holders: &[Holder],
         since: Instant,
     ) {
         let behind = parties(holders);
-        let mut line = self.line(i, event, database, mode);
         line.behind = behind.clone();
-        self.write(i, &line);
+        self.write(spec, &line);
         self.blocked[i].push(Blocked {
             database: database.to_path_buf(),
             since,
@@ -120,7 +159,7 @@ impl Supervisor<'_> {
 
     /// Program `i` started as `child` with `held`: a grant per database,
     /// with how long it waited on that database and behind whom.
-    pub(super) fn journal_granted(&mut self, i: usize, held: &Held, child: i32) {
+    pub(super) fn granted(&mut self, i: usize, spec: &Spec, held: &Held, child: i32) {
         let blocked = std::mem::take(&mut self.blocked[i]);
         let now = Instant::now();
         for (req, ticket, nested) in held.tickets() {
@@ -136,19 +175,18 @@ impl Supervisor<'_> {
                     }
                 }
             }
-            let mut line = self.line(i, Kind::Granted, database, req.mode);
+            let mut line = line(spec, Kind::Granted, database, req.mode);
             line.ticket = Some(ticket);
             line.nested = nested;
             line.child = Some(child);
             line.waited = Some(seconds(waited));
             line.behind = behind;
-            let (dir, key) = (req.db.lock_dir(), req.key.clone());
-            self.emit(&dir, key.as_deref(), &line);
+            self.emit(&req.db.lock_dir(), req.key.as_deref(), &line);
         }
     }
 
     /// Program `i` gave up waiting: busy past `--wait` (or at once).
-    pub(super) fn journal_gave_up(&mut self, i: usize, error: &LockError) {
+    pub(super) fn gave_up(&mut self, i: usize, spec: &Spec, error: &LockError) {
         let LockError::Busy {
             database,
             mode,
@@ -160,34 +198,30 @@ impl Supervisor<'_> {
             return;
         };
         self.blocked[i].clear();
-        let mut line = self.line(i, Kind::GaveUp, database, *mode);
+        let mut line = line(spec, Kind::GaveUp, database, *mode);
         line.waited = Some(seconds(*waited));
         line.behind = parties(holders);
-        self.write(i, &line);
+        self.write(spec, &line);
     }
 
-    /// Program `i` is stopped so that `who` can have `database`.
-    pub(super) fn journal_yielded(&mut self, i: usize, database: &Path, who: &Holder) {
-        let mode = self.specs[i]
+    /// The program is stopped so that `who` can have `database`.
+    pub(super) fn yielded(&mut self, spec: &Spec, database: &Path, who: &Holder) {
+        let mode = spec
             .locks
             .iter()
             .find(|r| r.db.path() == database)
             .map_or(Mode::Read, |r| r.mode);
-        let mut line = self.line(i, Kind::Yielded, database, mode);
+        let mut line = line(spec, Kind::Yielded, database, mode);
         line.behind = parties(std::slice::from_ref(who));
-        self.write(i, &line);
+        self.write(spec, &line);
     }
 
-    /// What to write when program `i`'s locks go: one line per database,
-    /// made before the release (which consumes the hold) and queued after
-    /// it.
-    pub(super) fn journal_released(
-        &self,
-        i: usize,
-        r: &Running,
-        exit: ExitKind,
-    ) -> Vec<(PathBuf, Option<String>, Line)> {
-        let outcome = if r.stop_requested || (self.stopped_by.is_some() && !r.yielding) {
+    /// What to write when a program's locks go: one line per database,
+    /// made before the release (which consumes the hold) and written with
+    /// [`Recorder::write_all`] after it. `stopping`: the run is being
+    /// stopped.
+    pub(super) fn released(spec: &Spec, r: &Running, exit: ExitKind, stopping: bool) -> Unwritten {
+        let outcome = if r.stop_requested || (stopping && !r.yielding) {
             Outcome::Stopped
         } else if r.restart_requested {
             Outcome::Restarted
@@ -204,7 +238,7 @@ impl Supervisor<'_> {
         r.held
             .tickets()
             .map(|(req, ticket, nested)| {
-                let mut line = self.line(i, Kind::Released, req.db.path(), req.mode);
+                let mut line = line(spec, Kind::Released, req.db.path(), req.mode);
                 line.ticket = Some(ticket);
                 line.nested = nested;
                 line.child = Some(r.pid);
@@ -219,7 +253,7 @@ impl Supervisor<'_> {
             .collect()
     }
 
-    pub(super) fn journal_write_all(&mut self, lines: Vec<(PathBuf, Option<String>, Line)>) {
+    pub(super) fn write_all(&mut self, lines: Unwritten) {
         for (dir, key, line) in lines {
             self.emit(&dir, key.as_deref(), &line);
         }
