@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dblaunch_lock::backend::Backend;
 use dblaunch_lock::journal::{Journal, Kind, Line, Outcome, Party, seconds};
 use dblaunch_lock::{Held, Holder, LockError, Mode, Remote};
 
@@ -25,8 +24,6 @@ pub(super) struct Recorder {
     journal: Journal,
     /// Each program's current wait, stretch by stretch (program `i` at `i`).
     blocked: Vec<Vec<Blocked>>,
-    /// The lock backend shared with other hosts, for keyed databases.
-    backend: Option<Arc<dyn Backend>>,
 }
 
 /// One stretch of a program's wait, on one database.
@@ -49,10 +46,11 @@ fn line(spec: &Spec, event: Kind, database: &Path, mode: Mode) -> Line {
 
 impl Recorder {
     pub(super) fn new(programs: usize, remote: Option<&Remote>) -> Recorder {
+        let mut journal = Journal::default();
+        journal.set_backend(remote.map(|r| Arc::clone(&r.backend)));
         Recorder {
-            journal: Journal::default(),
+            journal,
             blocked: (0..programs).map(|_| Vec::new()).collect(),
-            backend: remote.map(|r| Arc::clone(&r.backend)),
         }
     }
 
@@ -67,16 +65,7 @@ impl Recorder {
     /// To the database's journal, and to the backend's when it has a key
     /// there.
     fn emit(&mut self, dir: &Path, key: Option<&str>, line: &Line) {
-        if !dblaunch_lock::journal::enabled() {
-            return;
-        }
-        let Ok(text) = serde_json::to_string(line) else {
-            return;
-        };
-        if let (Some(key), Some(backend)) = (key, &self.backend) {
-            backend.record(key, &text);
-        }
-        self.journal.append(dir, text);
+        self.journal.append(dir, key, line);
     }
 
     /// Before the loop sleeps: the lines so far are written.
@@ -87,10 +76,7 @@ impl Recorder {
     /// Before dblaunch exits: local lines are written, and lines sent to
     /// the backend stored (as long as the backend answers within a second).
     pub(super) fn flush_before_exit(&mut self) {
-        self.journal.flush();
-        if let Some(backend) = &self.backend {
-            backend.flush(Duration::from_secs(1));
-        }
+        self.journal.finish(Duration::from_secs(1));
     }
 
     /// Program `i` queues anew: its earlier wait is over.

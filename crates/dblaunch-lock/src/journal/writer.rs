@@ -7,10 +7,12 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::line::Line;
+use crate::backend::Backend;
 use crate::remote::Remote;
 use crate::request::Request;
 
@@ -55,17 +57,42 @@ pub struct Journal {
     /// Lines not yet written, each with its journal's lock directory, in
     /// the order they came.
     pending: Vec<(PathBuf, String)>,
+    /// The lock backend, which keeps the lines of keyed databases too, so
+    /// that history covers every host.
+    backend: Option<Arc<dyn Backend>>,
 }
 
 /// Warned once per process that a journal cannot be written.
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 impl Journal {
-    /// Queues a serialised [`Line`] (without its newline) for the journal in
-    /// `lock_dir`, to be written by the next [`Journal::flush`].
-    pub fn append(&mut self, lock_dir: &Path, text: String) {
-        if enabled() {
-            self.pending.push((lock_dir.to_path_buf(), text));
+    /// `line` goes to the journal in `lock_dir` (at the next
+    /// [`Journal::flush`]), and to the lock backend's at once when its
+    /// database has a `key` there.
+    pub fn append(&mut self, lock_dir: &Path, key: Option<&str>, line: &Line) {
+        if !enabled() {
+            return;
+        }
+        let Ok(text) = serde_json::to_string(line) else {
+            return;
+        };
+        if let (Some(key), Some(backend)) = (key, &self.backend) {
+            backend.record(key, &text);
+        }
+        self.pending.push((lock_dir.to_path_buf(), text));
+    }
+
+    /// Sends the lines of keyed databases to `backend` from now on.
+    pub fn set_backend(&mut self, backend: Option<Arc<dyn Backend>>) {
+        self.backend = backend;
+    }
+
+    /// Before the process exits: writes the lines here, and waits at most
+    /// `within` for the backend to store those sent to it.
+    pub fn finish(&mut self, within: Duration) {
+        self.flush();
+        if let Some(backend) = &self.backend {
+            backend.flush(within);
         }
     }
 
@@ -140,16 +167,11 @@ pub fn record(req: &Request, remote: Option<&Remote>, line: &Line) {
     if !enabled() {
         return;
     }
-    let Ok(text) = serde_json::to_string(line) else {
-        return;
-    };
-    if let (Some(key), Some(remote)) = (&req.key, remote) {
-        remote.backend.record(key, &text);
-    }
     crate::fork::protect(&OWN);
     let mut own = OWN.lock().unwrap_or_else(|p| p.into_inner());
     let journal = own.get_or_insert_with(Journal::default);
-    journal.append(&req.db.lock_dir(), text);
+    journal.set_backend(remote.map(|r| Arc::clone(&r.backend)));
+    journal.append(&req.db.lock_dir(), req.key.as_deref(), line);
     journal.flush();
 }
 
