@@ -79,6 +79,6 @@ pub use lock::{Guard, Lock};
 pub use mode::Mode;
 pub use owners::OwnerId;
 pub use queue::{Cancel, Queue, QueueEntry, Release, Role, TicketId};
-pub use record::{Owner, Record, State};
+pub use record::{Owner, Record, RecordState};
 pub use remote::Remote;
 pub use request::Request;

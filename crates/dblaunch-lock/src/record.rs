@@ -13,7 +13,7 @@ use crate::{host, procfs};
 /// Whether the ticket's owner still queues or already runs its program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub enum RecordState {
     /// It waits in the queue.
     Waiting,
     /// Its program runs, holding the lock.
@@ -52,7 +52,7 @@ pub struct Record {
     /// Read or write.
     pub mode: Mode,
     /// Waiting or holding.
-    pub state: State,
+    pub state: RecordState,
     /// RFC 3339: when it started waiting, or when it started holding.
     pub since: String,
     /// The command line.
@@ -72,7 +72,7 @@ impl Record {
             supervisor_start_time: start,
             program: owner.program.clone(),
             mode,
-            state: State::Waiting,
+            state: RecordState::Waiting,
             since: now_rfc3339(),
             command: owner.command.clone(),
         }
@@ -88,7 +88,7 @@ impl Record {
         Record {
             pid,
             start_time,
-            state: State::Holding,
+            state: RecordState::Holding,
             since: now_rfc3339(),
             ..self.clone()
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::name::TicketId;
 use crate::holder::Holder;
 use crate::procfs::{self, FileId};
-use crate::record::{Record, State};
+use crate::record::{Record, RecordState};
 
 /// What a live ticket's owner is doing (see [`QueueEntry::role`]).
 #[derive(Clone, Copy, Debug)]
@@ -39,8 +39,8 @@ impl QueueEntry {
     /// messages and the waiting line alike.
     pub fn role(&self) -> Role<'_> {
         match &self.record {
-            Ok(r) if r.state == State::Holding && r.is_alive() => Role::Holds(r),
-            Ok(r) if r.state == State::Waiting && r.supervisor_is_alive() => Role::Waits(r),
+            Ok(r) if r.state == RecordState::Holding && r.is_alive() => Role::Holds(r),
+            Ok(r) if r.state == RecordState::Waiting && r.supervisor_is_alive() => Role::Waits(r),
             // The recorded process is gone but the lock is held: processes
             // it left behind kept the inherited descriptor.
             Ok(r) => Role::Leftover(Some(r)),
@@ -55,7 +55,7 @@ impl QueueEntry {
                 program: r.program.clone(),
                 pid: r.pid,
                 mode: r.mode,
-                holding: r.state == State::Holding,
+                holding: r.state == RecordState::Holding,
                 since: r.since.clone(),
             },
             (Role::Leftover(Some(r)), _) => Holder::Leftover {

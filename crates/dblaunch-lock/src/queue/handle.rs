@@ -15,7 +15,7 @@ use crate::database::Database;
 use crate::error::LockError;
 use crate::holder::Holder;
 use crate::kernel::{self, Kind};
-use crate::record::State;
+use crate::record::RecordState;
 
 /// The queue of one database (or a nested queue among the processes under
 /// one holder).
@@ -145,7 +145,7 @@ impl Queue {
             program: r.program,
             pid: r.pid,
             mode: r.mode,
-            holding: r.state == State::Holding,
+            holding: r.state == RecordState::Holding,
             since: r.since,
         })
     }

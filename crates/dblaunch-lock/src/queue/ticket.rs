@@ -19,7 +19,7 @@ use crate::holder::Holder;
 use crate::kernel::{self, Kind};
 use crate::mode::Mode;
 use crate::procfs::{self, FileId, LockFamily};
-use crate::record::{Record, State};
+use crate::record::{Record, RecordState};
 
 /// A ticket this process owns. Its exclusive flock is the database lock once
 /// every earlier conflicting ticket is gone.
@@ -124,7 +124,7 @@ impl Ticket {
             queue: queue.clone(),
             id,
             file,
-            holding: record.state == State::Holding,
+            holding: record.state == RecordState::Holding,
         };
         let made = kernel::lock(ticket.file.get(), Kind::Exclusive, false)
             .map_err(io::Error::from)
