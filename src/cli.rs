@@ -371,6 +371,20 @@ pub struct ProbeArgs {
     /// Exit with this status
     #[arg(long, default_value_t = 0)]
     pub exit: i32,
+    /// Lock this database for writing itself, through the lock library, as
+    /// a program with hold = "on-demand" does (a path, or a name of the
+    /// manifest's [databases]); logs `locked` and `unlocked`
+    #[arg(long, value_name = "DB")]
+    pub lock_write: Vec<String>,
+    /// Lock this database for reading itself, as --lock-write does
+    #[arg(long, value_name = "DB")]
+    pub lock_read: Vec<String>,
+    /// Take those locks once this file exists [default: at once]
+    #[arg(long, value_name = "FILE")]
+    pub lock_when: Option<PathBuf>,
+    /// Release them once this file exists [default: when the probe ends]
+    #[arg(long, value_name = "FILE")]
+    pub unlock_when: Option<PathBuf>,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -72,6 +72,14 @@ pub struct ProgramState {
     pub restarts: u32,
     pub holds: Vec<DbUse>,
     pub awaits: Vec<DbUse>,
+    /// Who takes its locks: `running`, its run, while it runs; `on-demand`,
+    /// the program itself, per operation (its run holds nothing for it, and
+    /// `ps` reads its `holds` and `awaits` from the queues).
+    #[serde(default)]
+    pub hold: crate::manifest::Hold,
+    /// With `hold` `on-demand`: the databases it declares.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declares: Vec<DbUse>,
 }
 
 /// Where a program is in its life (see `supervisor/lifecycle.rs`).

@@ -1,11 +1,12 @@
 //! `dblaunch check`: validate the manifest and show each program's locks
-//! and which programs conflict (and so will run one after another).
+//! and which programs conflict (and so will run one after another, or, with
+//! a program that locks for itself, take turns per operation).
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Hold, Manifest};
 
 pub fn execute(file: Option<&Path>) -> Result<u8, Error> {
     let manifest = crate::project::load_manifest(file)?;
@@ -69,6 +70,9 @@ pub fn report(m: &Manifest) -> String {
         if parts.is_empty() {
             parts.push("no database".to_owned());
         }
+        if p.hold == Hold::OnDemand {
+            parts.push("locks for itself, per operation".to_owned());
+        }
         if !p.after.is_empty() {
             parts.push(format!(
                 "after {}",
@@ -87,8 +91,20 @@ pub fn report(m: &Manifest) -> String {
             for (da, ma) in a.locks() {
                 for (db, mb) in b.locks() {
                     if ma.conflicts_with(mb) && manifest_same(&da.path, &db.path) {
+                        let how = match (a.hold, b.hold) {
+                            (Hold::Running, Hold::Running) => "one at a time".to_owned(),
+                            (Hold::OnDemand, Hold::OnDemand) => {
+                                "per operation (both lock for themselves)".to_owned()
+                            }
+                            (Hold::OnDemand, _) => {
+                                format!("per operation ({} locks for itself)", a.name)
+                            }
+                            (_, Hold::OnDemand) => {
+                                format!("per operation ({} locks for itself)", b.name)
+                            }
+                        };
                         conflicts.push(format!(
-                            "  {} ({ma}) and {} ({mb}) on {}: one at a time\n",
+                            "  {} ({ma}) and {} ({mb}) on {}: {how}\n",
                             a.name,
                             b.name,
                             shown(m, da)

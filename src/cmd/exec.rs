@@ -43,6 +43,7 @@ pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
         cwd: None,
         env: Vec::new(),
         locks,
+        locks_itself: None,
         after: Vec::new(),
         stop_signal: libc::SIGTERM,
         restart: crate::manifest::Restart::No,

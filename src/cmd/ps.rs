@@ -5,15 +5,19 @@
 use std::path::Path;
 
 use crate::cli::PsArgs;
-use crate::control::DbUse;
+use crate::control::{DbUse, ProgramState};
 use crate::databases;
 use crate::error::Error;
-use crate::manifest::Manifest;
+use crate::manifest::{Hold, Manifest};
 use dblaunch_lock::backend::Entry;
+use dblaunch_lock::{Database, Queue, Role, procfs};
 
 pub fn execute(file: Option<&Path>, args: PsArgs) -> Result<u8, Error> {
     let manifest = crate::project::load_manifest(file)?;
-    let states = crate::project::running(&manifest);
+    let mut states = crate::project::running(&manifest);
+    for (s, _) in &mut states {
+        own_tickets(s);
+    }
     let remote = other_hosts(file, &manifest);
     if args.json {
         // One JSON object: {"programs": [{program, state, status?, live,
@@ -113,7 +117,9 @@ fn print_local(manifest: &Manifest, states: &[(crate::control::ProgramState, i32
                 humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
             })
             .unwrap_or_else(|| "-".to_owned());
-        let dbs = if !s.holds.is_empty() {
+        let dbs = if s.hold == Hold::OnDemand {
+            locking_itself(s)
+        } else if !s.holds.is_empty() {
             format!("holds {}", list(&s.holds))
         } else if !s.awaits.is_empty() {
             format!("awaits {}", list(&s.awaits))
@@ -131,6 +137,58 @@ fn print_local(manifest: &Manifest, states: &[(crate::control::ProgramState, i32
             s.restarts
         );
     }
+}
+
+/// A program that locks for itself holds nothing through its run: what it
+/// holds or waits for now are the tickets of its own processes in the
+/// queues of the databases it declares. A ticket is its own when the
+/// process its record names, or the dblaunch that supervises that process
+/// (a nested `dblaunch exec`), is in the program's process group: the lock
+/// library records the calling process, as its own supervisor.
+fn own_tickets(s: &mut ProgramState) {
+    let Some(group) = s.pid.filter(|_| s.hold == Hold::OnDemand) else {
+        return;
+    };
+    let member = |pid: i32| pid == group || procfs::pgid(pid) == Some(group);
+    for declared in &s.declares {
+        let Ok(db) = Database::resolve(&declared.path, Path::new("/")) else {
+            continue;
+        };
+        let Some(queue) = Queue::existing(&db) else {
+            continue;
+        };
+        for entry in queue.entries().into_iter().filter(|e| e.live) {
+            let (list, record) = match entry.role() {
+                Role::Holds(r) => (&mut s.holds, r),
+                Role::Waits(r) => (&mut s.awaits, r),
+                Role::Leftover(_) => continue,
+            };
+            let ours = member(record.pid)
+                || (record.supervisor_is_alive() && member(record.supervisor_pid));
+            let found = DbUse {
+                path: db.path().to_path_buf(),
+                mode: record.mode,
+            };
+            if ours && !list.contains(&found) {
+                list.push(found);
+            }
+        }
+    }
+}
+
+/// The DATABASES column of a program that locks for itself.
+fn locking_itself(s: &ProgramState) -> String {
+    let mut text = format!("locks for itself: {}", list(&s.declares));
+    if !s.holds.is_empty() {
+        text += &format!("; holds {}", list(&s.holds));
+    }
+    if !s.awaits.is_empty() {
+        text += &format!("; awaits {}", list(&s.awaits));
+    }
+    if s.pid.is_some() && s.holds.is_empty() && s.awaits.is_empty() {
+        text += "; holds none now";
+    }
+    text
 }
 
 fn list(uses: &[DbUse]) -> String {

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use crate::cli::RunArgs;
 use crate::error::Error;
-use crate::manifest::Manifest;
+use crate::manifest::{Hold, Manifest};
 use crate::supervisor::{Options, Spec, Supervisor};
+use dblaunch_lock::names::FILE_ENV;
 use dblaunch_lock::{Database, Request};
 
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
@@ -71,6 +72,11 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
     // Programs usually share their databases: each is resolved (a few
     // system calls) once.
     let mut resolved: Vec<(&Path, Database, String)> = Vec::new();
+    // Absolute: `dir` is canonical.
+    let manifest_path = match manifest.path.file_name() {
+        Some(name) => manifest.dir.join(name),
+        None => manifest.path.clone(),
+    };
     chosen
         .iter()
         .map(|&p| {
@@ -94,12 +100,23 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
                     })
                 })
                 .collect::<Result<Vec<_>, dblaunch_lock::LockError>>()?;
+            let mut env = program.env.clone();
+            let (locks, locks_itself) = match program.hold {
+                Hold::Running => (locks, None),
+                // It takes its locks itself, with the manifest's names
+                // wherever its working directory is: this manifest.
+                Hold::OnDemand => {
+                    env.push((FILE_ENV.to_owned(), manifest_path.display().to_string()));
+                    (Vec::new(), Some(locks))
+                }
+            };
             Ok(Spec {
                 name: program.name.clone(),
                 argv: program.command.argv(),
                 cwd: Some(program.cwd.clone()),
-                env: program.env.clone(),
+                env,
                 locks,
+                locks_itself,
                 after: program
                     .after
                     .iter()

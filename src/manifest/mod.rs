@@ -15,7 +15,7 @@ mod validate;
 pub use error::{Diagnostic, ManifestError};
 pub use load::{load, locate, parse};
 pub use model::{
-    Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, is_path,
+    Command, DEFAULT_MAX_RESTARTS, DbRef, Hold, Manifest, Program, Restart, Settings, is_path,
 };
 pub use suggest::closest;
 pub use validate::same_database;

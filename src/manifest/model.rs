@@ -76,6 +76,9 @@ pub struct Program {
     pub env: Vec<(String, String)>,
     pub reads: Vec<DbRef>,
     pub writes: Vec<DbRef>,
+    /// Who takes its locks: dblaunch, for as long as it runs, or the
+    /// program itself, per operation.
+    pub hold: Hold,
     /// Indices of the programs that must have exited 0 first.
     pub after: Vec<usize>,
     pub stop_signal: i32,
@@ -85,6 +88,18 @@ pub struct Program {
     pub max_restarts: u32,
     /// Gives way to conflicting waiters (stopped, then queued again).
     pub yields: bool,
+}
+
+/// Who takes a program's locks (`hold`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hold {
+    /// dblaunch, before it starts it, and holds them while it runs.
+    #[default]
+    Running,
+    /// The program itself, around each operation, through the lock
+    /// library: dblaunch starts it at once and holds nothing for it.
+    OnDemand,
 }
 
 /// When a program that ended is started again.

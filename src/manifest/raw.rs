@@ -49,6 +49,9 @@ pub struct RawProgram {
     pub reads: Vec<Spanned<String>>,
     #[serde(default)]
     pub writes: Vec<Spanned<String>>,
+    /// "running" (default: dblaunch holds its databases while it runs) or
+    /// "on-demand" (it locks them itself, per operation).
+    pub hold: Option<Spanned<String>>,
     #[serde(default)]
     pub after: Vec<Spanned<String>>,
     /// The signal that asks it to stop (default SIGTERM).
@@ -59,7 +62,7 @@ pub struct RawProgram {
     pub max_restarts: Option<Spanned<i64>>,
     /// Stop gracefully when someone queues for its databases in a
     /// conflicting mode, and come back after them.
-    pub yields: Option<bool>,
+    pub yields: Option<Spanned<bool>>,
 }
 
 /// The sections, in document order.
@@ -79,12 +82,13 @@ pub struct Raw {
 }
 
 const SETTINGS_KEYS: [&str; 2] = ["stop_timeout", "wait"];
-const PROGRAM_KEYS: [&str; 10] = [
+const PROGRAM_KEYS: [&str; 11] = [
     "command",
     "cwd",
     "env",
     "reads",
     "writes",
+    "hold",
     "after",
     "stop_signal",
     "restart",

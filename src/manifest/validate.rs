@@ -11,7 +11,8 @@ use toml::Spanned;
 
 use super::error::Diagnostic;
 use super::model::{
-    Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, is_path, normalize,
+    Command, DEFAULT_MAX_RESTARTS, DbRef, Hold, Manifest, Program, Restart, Settings, is_path,
+    normalize,
 };
 use super::raw::{Raw, RawCommand, RawProgram};
 use super::suggest::closest;
@@ -394,6 +395,7 @@ fn program(
             );
         }
     }
+    let hold = hold(pname, rp, reads.is_empty() && writes.is_empty(), diags);
     let mut after = Vec::new();
     for a in &rp.after {
         match program_names.iter().position(|n| n == a.get_ref()) {
@@ -469,12 +471,61 @@ fn program(
         env,
         reads: reads.into_iter().map(|(d, _)| d).collect(),
         writes: writes.into_iter().map(|(d, _)| d).collect(),
+        hold,
         after,
         stop_signal,
         restart,
         max_restarts,
-        yields: rp.yields.unwrap_or(false),
+        yields: rp.yields.as_ref().is_some_and(|y| *y.get_ref()),
     }
+}
+
+/// `hold`: "running" or "on-demand". A program that locks for itself still
+/// declares its databases (`check`, `ps` and `status` show them), and has
+/// nothing for dblaunch to yield.
+fn hold(pname: &str, rp: &RawProgram, no_database: bool, diags: &mut Vec<Diagnostic>) -> Hold {
+    const VALUES: [&str; 2] = ["running", "on-demand"];
+    let Some(h) = &rp.hold else {
+        return Hold::Running;
+    };
+    let hold = match h.get_ref().as_str() {
+        "running" => return Hold::Running,
+        "on-demand" => Hold::OnDemand,
+        other => {
+            let values = "hold = \"running\" (the default: dblaunch holds its databases while it runs) or hold = \"on-demand\" (it locks them itself, per operation)";
+            let help = match closest(other, VALUES.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`? Write {values}"),
+                None => format!("write {values}"),
+            };
+            diags.push(
+                Diagnostic::new(
+                    format!("program `{pname}`: `{other}` is not a way to hold its locks"),
+                    Some(h.span()),
+                )
+                .help(help),
+            );
+            return Hold::Running;
+        }
+    };
+    if no_database {
+        diags.push(
+            Diagnostic::new(
+                format!("program `{pname}` locks for itself (hold = \"on-demand\") but declares no database"),
+                Some(h.span()),
+            )
+            .help("list the databases it locks in `reads` and `writes`: `check`, `ps` and `status` show them"),
+        );
+    }
+    if let Some(y) = rp.yields.as_ref().filter(|y| *y.get_ref()) {
+        diags.push(
+            Diagnostic::new(
+                format!("program `{pname}` yields, but it locks for itself (hold = \"on-demand\"): dblaunch holds nothing of it to yield"),
+                Some(y.span()),
+            )
+            .help("remove `yields = true`: between its operations the program holds nothing, and others get in then"),
+        );
+    }
+    hold
 }
 
 /// Two spellings of one database: equal once both are canonical (as far

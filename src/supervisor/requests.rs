@@ -8,6 +8,7 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use crate::control::{Action, Call, DbUse, Phase, ProgramState};
+use crate::manifest::Hold;
 use crate::process::ExitKind;
 use crate::signals;
 use dblaunch_lock::Request;
@@ -47,7 +48,14 @@ fn ps(table: &Table<'_>, reply: &Sender<String>) {
             restarts: table.restarts(i),
             holds: Vec::new(),
             awaits: Vec::new(),
+            hold: Hold::Running,
+            declares: Vec::new(),
         };
+        if let Some(declared) = &spec.locks_itself {
+            // What it holds now is in the queues: `ps` reads them.
+            line.hold = Hold::OnDemand;
+            line.declares = uses(&mut declared.iter());
+        }
         match state {
             State::Pending => line.state = Phase::WaitingForAfter,
             State::Queued { .. } => {

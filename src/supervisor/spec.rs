@@ -14,6 +14,10 @@ pub struct Spec {
     pub cwd: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub locks: Vec<Request>,
+    /// A program that locks for itself, per operation (`hold =
+    /// "on-demand"`): the databases it declares, which `ps` looks up. dblaunch
+    /// takes none of them for it (`locks` is empty), so it starts at once.
+    pub locks_itself: Option<Vec<Request>>,
     /// Indices (into the run's specs) of programs that must exit 0 first.
     pub after: Vec<usize>,
     pub stop_signal: i32,

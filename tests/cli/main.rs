@@ -21,6 +21,7 @@ mod hostile;
 mod leftovers;
 mod manifest;
 mod nested;
+mod on_demand;
 mod restart;
 mod run;
 mod several_hosts;

@@ -210,6 +210,88 @@ fn check_shows_locks_and_conflicts() {
 }
 
 #[test]
+fn check_shows_a_program_that_locks_for_itself() {
+    let (status, out, err) = check(
+        "[databases]\nl = \"data/l.db\"\n[programs.web]\ncommand = \"x\"\nreads = [\"l\"]\nhold = \"on-demand\"\n[programs.ingest]\ncommand = \"x\"\nwrites = [\"l\"]\n[programs.worker]\ncommand = \"x\"\nwrites = [\"l\"]\nhold = \"on-demand\"\n[programs.report]\ncommand = \"x\"\nreads = [\"l\"]\nhold = \"running\"\n",
+    );
+    assert_eq!(status, 0, "{err}");
+    let (first, rest) = out.split_once('\n').unwrap();
+    assert!(
+        first.ends_with("/dblaunch.toml: ok, 4 programs, 0 groups, 1 named database"),
+        "{first}"
+    );
+    assert_eq!(
+        rest,
+        "
+programs:
+  web     reads l (data/l.db); locks for itself, per operation
+  ingest  writes l (data/l.db)
+  worker  writes l (data/l.db); locks for itself, per operation
+  report  reads l (data/l.db)
+
+conflicts:
+  web (read) and ingest (write) on l (data/l.db): per operation (web locks for itself)
+  web (read) and worker (write) on l (data/l.db): per operation (both lock for themselves)
+  ingest (write) and worker (write) on l (data/l.db): per operation (worker locks for itself)
+  ingest (write) and report (read) on l (data/l.db): one at a time
+  worker (write) and report (read) on l (data/l.db): per operation (worker locks for itself)
+"
+    );
+}
+
+#[test]
+fn hold_is_running_or_on_demand() {
+    assert_error(
+        "[databases]\nl = \"data/l.db\"\n[programs.web]\ncommand = \"x\"\nreads = [\"l\"]\nhold = \"ondemand\"\n",
+        "dblaunch: error: program `web`: `ondemand` is not a way to hold its locks
+ --> DIR/dblaunch.toml:6:8
+  |
+6 | hold = \"ondemand\"
+  |        ^^^^^^^^^^
+  = help: did you mean `on-demand`? Write hold = \"running\" (the default: dblaunch holds its databases while it runs) or hold = \"on-demand\" (it locks them itself, per operation)
+",
+    );
+    assert_error(
+        "[programs.web]\ncommand = \"x\"\nreads = [\"data/l.db\"]\nhold = \"sometimes\"\n",
+        "dblaunch: error: program `web`: `sometimes` is not a way to hold its locks
+ --> DIR/dblaunch.toml:4:8
+  |
+4 | hold = \"sometimes\"
+  |        ^^^^^^^^^^^
+  = help: write hold = \"running\" (the default: dblaunch holds its databases while it runs) or hold = \"on-demand\" (it locks them itself, per operation)
+",
+    );
+}
+
+#[test]
+fn a_program_that_locks_for_itself_declares_its_databases_and_does_not_yield() {
+    assert_error(
+        "[programs.web]\ncommand = \"x\"\nhold = \"on-demand\"\n",
+        "dblaunch: error: program `web` locks for itself (hold = \"on-demand\") but declares no database
+ --> DIR/dblaunch.toml:3:8
+  |
+3 | hold = \"on-demand\"
+  |        ^^^^^^^^^^^
+  = help: list the databases it locks in `reads` and `writes`: `check`, `ps` and `status` show them
+",
+    );
+    assert_error(
+        "[programs.web]\ncommand = \"x\"\nreads = [\"data/l.db\"]\nhold = \"on-demand\"\nyields = true\n",
+        "dblaunch: error: program `web` yields, but it locks for itself (hold = \"on-demand\"): dblaunch holds nothing of it to yield
+ --> DIR/dblaunch.toml:5:10
+  |
+5 | yields = true
+  |          ^^^^
+  = help: remove `yields = true`: between its operations the program holds nothing, and others get in then
+",
+    );
+    let (status, _, err) = check(
+        "[programs.web]\ncommand = \"x\"\nreads = [\"data/l.db\"]\nhold = \"on-demand\"\nyields = false\n",
+    );
+    assert_eq!(status, 0, "{err}");
+}
+
+#[test]
 fn restart_policies_are_checked() {
     assert_error(
         "[programs.a]\ncommand = \"x\"\nrestart = \"sometimes\"\n",
