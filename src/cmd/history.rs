@@ -83,12 +83,12 @@ fn text(histories: &[History]) -> String {
                 match (&x.outcome, x.exit_code, &x.signal) {
                     (None, _, _) => "still holding".to_owned(),
                     (Some(o), c, sig) => {
-                        let how = match (c, sig) {
-                            (Some(c), _) => format!("exit {c}"),
-                            (_, Some(sig)) => sig.clone(),
-                            _ => String::new(),
-                        };
-                        format!("{}, {how}", format!("{o:?}").to_lowercase())
+                        let outcome = format!("{o:?}").to_lowercase();
+                        match (c, sig) {
+                            (Some(c), _) => format!("{outcome}, exit {c}"),
+                            (_, Some(sig)) => format!("{outcome}, {sig}"),
+                            _ => outcome,
+                        }
                     }
                 }
             };

@@ -467,6 +467,35 @@ fn the_journal_is_rotated_and_stays_bounded() {
     assert!(lines >= 8, "history was kept: {lines} lines");
 }
 
+/// A program that locks for itself (the lock crate's `Lock`, as the Python
+/// and Node packages do) is in the history like any holder: its own pid,
+/// its name, and a release that says it let go (it runs on; no exit).
+#[test]
+fn a_program_s_own_lock_is_in_the_history() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    let guard = dblaunch_lock::Lock::write(&db)
+        .name("webapp")
+        .acquire()
+        .expect("the lock");
+    drop(guard);
+    let json = history_json(&env, &["app.db"]);
+    let db = &json["databases"][0];
+    let holds = holds_of(db, "webapp");
+    assert_eq!(holds.len(), 1, "{json}");
+    assert_eq!(holds[0]["outcome"], "released", "{json}");
+    assert_eq!(holds[0]["pid"], std::process::id(), "{json}");
+    let out = env.run(&["history", "app.db"]);
+    let table = text(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let row = table
+        .lines()
+        .find(|l| l.contains("webapp"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("released"), "{row}");
+    assert!(!row.contains("released,"), "{row}");
+}
+
 /// A rotation makes the new journal at once: with a bound of one byte every
 /// line rotates the file, the last one included, and the journal is still
 /// there afterwards (empty), beside the line in `journal.1`.

@@ -470,7 +470,7 @@ impl Guard {
                 line.nested = nested;
                 line.child = Some(self.pid as i32);
                 line.held = Some(held_for);
-                line.outcome = Some(Outcome::Exited);
+                line.outcome = Some(Outcome::Released);
                 (req.clone(), line)
             })
             .collect();

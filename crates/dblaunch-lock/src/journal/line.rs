@@ -42,6 +42,9 @@ pub enum Outcome {
     Yielded,
     /// Stopped by `dblaunch restart`.
     Restarted,
+    /// Let go by the program that took the lock for itself (it goes on
+    /// running).
+    Released,
 }
 
 /// Another party of an event: whom it waited behind, whom it yielded to.
