@@ -192,7 +192,7 @@ pub struct WaitArgs {
     #[arg(long)]
     pub no_wait: bool,
 
-    /// Grace period between the stop signal and SIGKILL [default: 10s, or the manifest's]
+    /// Grace period between the stop signal and SIGKILL [default: 10s; for run, the manifest's stop_timeout]
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub stop_timeout: Option<Duration>,
 }
@@ -328,6 +328,14 @@ pub fn parse_since(s: &str) -> Result<std::time::SystemTime, String> {
         return std::time::SystemTime::now()
             .checked_sub(d)
             .ok_or_else(|| format!("{s} is before the epoch"));
+    }
+    // "2026-11-22 10:00", without seconds, as people write it.
+    let with_seconds = format!("{s}:00");
+    let minutes_only = s.len() == 16 && s.as_bytes().get(10) == Some(&b' ');
+    if minutes_only {
+        if let Ok(t) = humantime::parse_rfc3339_weak(&with_seconds) {
+            return Ok(t);
+        }
     }
     humantime::parse_rfc3339_weak(s).map_err(|_| {
         format!(

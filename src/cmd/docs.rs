@@ -10,8 +10,11 @@ use crate::error::Error;
 
 pub fn completions(shell: clap_complete::Shell) -> Result<u8, Error> {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "dblaunch", &mut std::io::stdout());
-    Ok(0)
+    // Made in memory (clap_complete panics when its writer fails), then
+    // written.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "dblaunch", &mut script);
+    print(&script, "the completion script")
 }
 
 pub fn man() -> Result<u8, Error> {
@@ -22,7 +25,17 @@ pub fn man() -> Result<u8, Error> {
             action: "render the man page".to_owned(),
             source,
         })?;
-    // A closed stdout (`dblaunch man | head`) is not an error.
-    let _ = std::io::stdout().write_all(&page);
-    Ok(0)
+    print(&page, "the man page")
+}
+
+/// Writes `text` to stdout. A closed stdout (`dblaunch man | head`) is not
+/// an error; any other failure (a full disk) is.
+fn print(text: &[u8], what: &str) -> Result<u8, Error> {
+    match std::io::stdout().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            action: format!("write {what} to stdout"),
+            source: e,
+        }),
+        _ => Ok(0),
+    }
 }

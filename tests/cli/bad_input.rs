@@ -159,3 +159,39 @@ fn a_live_ticket_with_a_corrupt_record_still_blocks_and_is_reported() {
     holder.wait().unwrap();
     assert!(free(&env, "app.db"));
 }
+
+/// Generated text to a closed pipe (`dblaunch completions bash | head`) is
+/// not an error; to a full disk it is one, said in a sentence. Never a
+/// panic.
+#[test]
+fn completions_and_the_man_page_to_a_closed_pipe_or_a_full_disk() {
+    let env = Env::new();
+    for args in [&["completions", "bash"][..], &["man"][..]] {
+        // A pipe whose reading end is closed before dblaunch starts: its
+        // first write fails with EPIPE, every time.
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let o = env
+            .cmd(args)
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{args:?}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stderr), "", "{args:?}");
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = env
+            .cmd(args)
+            .stdout(std::process::Stdio::from(full))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = text(&o.stderr);
+        assert_eq!(code(&o), 1, "{args:?}: {err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -496,6 +496,36 @@ fn a_program_s_own_lock_is_in_the_history() {
     assert!(!row.contains("released,"), "{row}");
 }
 
+/// `--since` takes a duration, an RFC 3339 time, or a time as people write
+/// it, without seconds; anything else is a usage error (exit 2).
+#[test]
+fn since_takes_durations_and_times() {
+    let env = Env::new();
+    let o = env.run(&["exec", "--write", "app.db", "--", "true"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    for since in [
+        "1h",
+        "2026-11-22T10:00:00Z",
+        "2026-11-22 10:00:00",
+        "2026-11-22 10:00",
+    ] {
+        let o = env.run(&["history", "--since", since, "app.db"]);
+        assert_eq!(code(&o), 0, "{since}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stdout).contains("granted"),
+            "{since}: {}",
+            text(&o.stdout)
+        );
+    }
+    let o = env.run(&["history", "--since", "yesterday-ish", "app.db"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("neither a duration nor a time"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 /// A rotation makes the new journal at once: with a bound of one byte every
 /// line rotates the file, the last one included, and the journal is still
 /// there afterwards (empty), beside the line in `journal.1`.
