@@ -80,7 +80,21 @@ impl Held {
     /// Releases (once; later calls do nothing). Whether it was held.
     #[napi]
     pub fn release(&mut self) -> bool {
-        self.guard.take().is_some()
+        let Some(guard) = self.guard.take() else {
+            return false;
+        };
+        if self.tokens.is_empty() {
+            // Host-local: a few system calls, here.
+            drop(guard);
+        } else {
+            // Held in a lock backend too: giving it back there is a round
+            // trip to PostgreSQL (up to a lease when it is unreachable),
+            // which must not stall the event loop. The host's lock goes
+            // with it, a moment later. (A thread that cannot be started
+            // drops the guard here.)
+            let _ = waiters::run(Box::new(move || drop(guard)));
+        }
+        true
     }
 
     #[napi]
@@ -91,6 +105,14 @@ impl Held {
     #[napi]
     pub fn fencing_tokens(&self) -> Vec<FencingToken> {
         self.tokens.clone()
+    }
+}
+
+/// A Held that JavaScript dropped without a release (garbage collected,
+/// or its worker ended) releases as `release()` does.
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
