@@ -200,12 +200,17 @@ function holdsAnything(context) {
   return false;
 }
 
+// The mode a context or one around it holds `database` in (write when any
+// of them writes it), or undefined.
 function heldIn(context, database) {
+  let mode;
   for (let c = context; c; c = c.parent) {
-    const held = c.held.get(database);
-    if (held) return held;
+    for (const held of c.held.get(database) ?? []) {
+      if (held.mode === 'write') return 'write';
+      mode = held.mode;
+    }
   }
-  return undefined;
+  return mode;
 }
 
 function covers(held, wanted) {
@@ -225,7 +230,9 @@ class Lock {
     this.#context = context;
     if (held && context) {
       for (const { path: database, mode } of held.databases()) {
-        context.held.set(database, { mode, by: this });
+        const holds = context.held.get(database) ?? [];
+        holds.push({ mode, by: this });
+        context.held.set(database, holds);
       }
     }
   }
@@ -259,8 +266,10 @@ class Lock {
     if (this.#released) return;
     this.#released = true;
     if (this.#context) {
-      for (const [database, held] of this.#context.held) {
-        if (held.by === this) this.#context.held.delete(database);
+      for (const [database, holds] of this.#context.held) {
+        const others = holds.filter((h) => h.by !== this);
+        if (others.length > 0) this.#context.held.set(database, others);
+        else this.#context.held.delete(database);
       }
     }
     if (this.#held) this.#held.release();
@@ -301,8 +310,8 @@ async function take(db, options, around, into) {
       const held = heldIn(around, found[i]);
       if (!held) {
         queue.push(target);
-      } else if (covers(held.mode, target.mode)) {
-        if (!reentered.some((r) => r.path === found[i])) reentered.push({ path: found[i], mode: held.mode });
+      } else if (covers(held, target.mode)) {
+        if (!reentered.some((r) => r.path === found[i])) reentered.push({ path: found[i], mode: held });
       } else {
         throw new LockError({
           code: 'EDEADLK',

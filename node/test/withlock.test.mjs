@@ -121,6 +121,27 @@ test('a nested withLock re-enters what its context holds; read then write fails 
   await free(other);
 });
 
+test('a context that still reads a database after one of its reads ended refuses to write it', async (t) => {
+  const dir = tempDir(t);
+  const db = path.join(dir, 'app.db');
+  await withLock(path.join(dir, 'other.db'), async () => {
+    // Either of two reads ending first (whichever was granted last).
+    for (const order of [
+      [0, 1],
+      [1, 0],
+    ]) {
+      const reads = await Promise.all([lock(db, { mode: 'read' }), lock(db, { mode: 'read' })]);
+      reads[order[0]].release();
+      const error = await withLock(db, { timeout: 1000 }, () => assert.fail('granted')).catch((e) => e);
+      assert.equal(error.code, 'EDEADLK');
+      reads[order[1]].release();
+    }
+    // Now nothing of it is held here: a write queues, and is granted.
+    await withLock(db, { timeout: 1000 }, () => {});
+  });
+  await free(db);
+});
+
 test('siblings in one context exclude each other unless the context holds the database', async (t) => {
   const dir = tempDir(t);
   const db = path.join(dir, 'app.db');
