@@ -230,6 +230,7 @@ fn start(
     std::thread::Builder::new()
         .name("dblaunch-wait".into())
         .spawn(move || {
+            block_signals();
             let result = request.lock().cancel_on(cancel_on).acquire();
             // `done` and `event_loop` are used and dropped attached. An
             // interpreter shutting down can take no result: a lock is then
@@ -259,6 +260,20 @@ fn start(
         })
         .map_err(|e| failure(format!("cannot start a thread to wait with: {e}")))?;
     Ok(Waiter { cancel })
+}
+
+/// Keeps signals away from a wait thread: the kernel gives a process's
+/// signal to any thread that does not block it, and Python runs its
+/// handlers (Ctrl-C's KeyboardInterrupt) only when one of its own threads
+/// is woken by it.
+fn block_signals() {
+    // SAFETY: sigfillset initialises the set it is given, and
+    // pthread_sigmask changes only the calling thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
 }
 
 /// `dblaunch status --json` for `dbs` (paths or manifest names; none: every

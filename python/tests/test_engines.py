@@ -56,6 +56,7 @@ def test_a_duckdb_reader_serves_beside_exec_writers(work: Path, procs: Processes
     assert summary["pid"] == reader.pid
     assert summary["errors"] == []
     assert summary["served"] >= 1
+    assert summary["final"] == 800
     # Each request saw whole batches, in order.
     assert all(c % 100 == 0 for c in summary["counts"])
     assert summary["counts"] == sorted(summary["counts"])

@@ -41,4 +41,10 @@ while not stop.is_set():
         errors.append(f"{type(e).__name__}: {e}")
     if served == 1 and not errors:
         print("ready", flush=True)
-print(json.dumps({"pid": os.getpid(), "served": served, "errors": errors, "counts": counts}), flush=True)
+# One more, after every writer the test ran: it must see them all.
+with dblaunch.lock(db, "read", timeout=60):
+    con = duckdb.connect(db, read_only=True)
+    final = con.execute("SELECT count(*) FROM items").fetchone()[0]  # type: ignore[index]
+    con.close()
+summary = {"pid": os.getpid(), "served": served, "errors": errors, "counts": counts, "final": final}
+print(json.dumps(summary), flush=True)
