@@ -27,25 +27,30 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, Type, Union
 
 from . import _native
 from ._errors import Busy, Error, Holder, WouldDeadlock
 
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing_extensions import Self
 
-    from typing_extensions import Self, TypeAlias
-
-    Mode: TypeAlias = Literal["read", "write"]
-    Database: TypeAlias = Union[str, "os.PathLike[str]"]
-    Databases: TypeAlias = Union[Database, Iterable[Database], Mapping[Database, Mode]]
+#: How a database is used: shared (``"read"``) or exclusive (``"write"``).
+Mode = Literal["read", "write"]
+#: A database: its path, or the name of an entry of the manifest's
+#: ``[databases]``.
+Database = Union[str, "os.PathLike[str]"]
+#: What ``lock`` takes: a database, several (one mode), or ``{db: mode}``.
+Databases = Union[Database, Iterable[Database], Mapping[Database, Mode]]
 
 __all__ = [
     "Busy",
+    "Database",
+    "Databases",
     "Error",
     "Holder",
     "Lock",
+    "Mode",
     "WouldDeadlock",
     "lock",
     "status",

@@ -215,6 +215,7 @@ fn acquire(
 #[pyfunction]
 #[pyo3(signature = (targets, timeout, name, owner, done, event_loop))]
 fn start(
+    py: Python<'_>,
     targets: Vec<(String, String)>,
     timeout: Option<f64>,
     name: Option<String>,
@@ -224,7 +225,8 @@ fn start(
 ) -> PyResult<Waiter> {
     let request = Request::new(targets, timeout, name, Some(owner))?;
     let cancel = Arc::new(
-        Cancel::new().map_err(|e| failure(format!("cannot make an eventfd to wait with: {e}")))?,
+        Cancel::new()
+            .map_err(|e| failure(py, format!("cannot make an eventfd to wait with: {e}")))?,
     );
     let cancel_on = Arc::clone(&cancel);
     std::thread::Builder::new()
@@ -232,10 +234,10 @@ fn start(
         .spawn(move || {
             block_signals();
             let result = request.lock().cancel_on(cancel_on).acquire();
-            // `done` and `event_loop` are used and dropped attached. An
-            // interpreter shutting down can take no result: a lock is then
-            // released here.
-            let unhanded = Python::try_attach(move |py| {
+            // `done` and `event_loop` are used and dropped attached. When
+            // the interpreter is shutting down nothing can take the result:
+            // a lock in it is released as it drops, here.
+            let _handed = Python::try_attach(move |py| {
                 let value = match result {
                     Ok(guard) => Py::new(py, Held::new(guard)).map(Py::into_any),
                     Err(e) => Ok(error(py, e).into_value(py).into_any()),
@@ -256,9 +258,8 @@ fn start(
                     }
                 }
             });
-            let _ = unhanded;
         })
-        .map_err(|e| failure(format!("cannot start a thread to wait with: {e}")))?;
+        .map_err(|e| failure(py, format!("cannot start a thread to wait with: {e}")))?;
     Ok(Waiter { cancel })
 }
 
@@ -363,8 +364,8 @@ fn exception(
     Ok(PyErr::from_value(value))
 }
 
-fn failure(message: String) -> PyErr {
-    Python::attach(|py| exception(py, "Error", &message, &PyDict::new(py)).unwrap_or_else(|e| e))
+fn failure(py: Python<'_>, message: String) -> PyErr {
+    exception(py, "Error", &message, &PyDict::new(py)).unwrap_or_else(|e| e)
 }
 
 /// A holder as a dict: `kind`, then what is known of it.
