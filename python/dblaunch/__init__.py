@@ -201,7 +201,7 @@ class Lock:
         """Each database held (its canonical path, as ``dblaunch status``
         shows it) and its mode; empty when not held."""
         held = self._held
-        if held is None:
+        if held is None or not held.held:
             return []
         return [(db, _mode_of(mode)) for db, mode in held.databases]
 
@@ -211,7 +211,7 @@ class Lock:
         increasing over the grants of a key); empty without a backend, when
         re-entered, or when not held."""
         held = self._held
-        return dict(held.fencing_tokens) if held is not None else {}
+        return dict(held.fencing_tokens) if held is not None and held.held else {}
 
     @property
     def fencing_token(self) -> Optional[int]:
@@ -249,6 +249,17 @@ def status(*dbs: Database) -> Dict[str, Any]:
 _task_owners: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
 _next_owner = itertools.count(2, 2)
 _owners_guard = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the mutex at the fork; the child's tasks
+    # are its own.
+    global _owners_guard  # noqa: PLW0603
+    _owners_guard = threading.Lock()
+    _task_owners.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _owner() -> int:

@@ -100,6 +100,8 @@ impl Request {
 #[pyclass(frozen, module = "dblaunch._native")]
 struct Held {
     guard: Mutex<Option<Guard>>,
+    /// The process that holds: a forked child's copy holds nothing.
+    pid: u32,
     databases: Vec<(String, String)>,
     tokens: Vec<(String, i64)>,
 }
@@ -114,6 +116,7 @@ impl Held {
         let tokens = guard.fencing_tokens();
         Held {
             guard: Mutex::new(Some(guard)),
+            pid: std::process::id(),
             databases,
             tokens,
         }
@@ -138,10 +141,11 @@ impl Held {
         }
     }
 
-    /// Whether the databases are still held.
+    /// Whether the databases are still held (never in a forked child:
+    /// the lock stays its parent's).
     #[getter]
     fn held(&self) -> bool {
-        self.guard().is_some()
+        self.pid == std::process::id() && self.guard().is_some()
     }
 
     /// Each database (its canonical path) and its mode.

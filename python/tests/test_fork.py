@@ -17,7 +17,9 @@ import dblaunch
 def _children(procs: Processes, how: str) -> tuple[object, int]:
     parent = procs.python("forker.py", "app.db", how)
     line = read_line(parent)
-    assert line.startswith("child ")
+    # The child's copy of the lock object says it holds nothing.
+    assert line.startswith("child "), line
+    assert line.endswith(" held=False"), line
     child = int(line.split()[1])
     expect_line(parent, "held")
     return parent, child

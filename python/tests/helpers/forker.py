@@ -22,7 +22,7 @@ def main() -> None:
         if pid == 0:
             os.close(ready_r)
             try:
-                os.write(ready_w, f"{os.getpid()}\n".encode())
+                os.write(ready_w, f"{os.getpid()} held={lock.held}\n".encode())
                 # stdin is shared with the parent: block on a pipe of our own.
                 block_r, _block_w = os.pipe()
                 os.read(block_r, 1)
@@ -30,7 +30,7 @@ def main() -> None:
                 os._exit(0)
     else:
         ctx = multiprocessing.get_context("fork")
-        proc = ctx.Process(target=_mp_child, args=(ready_w,), daemon=False)
+        proc = ctx.Process(target=_mp_child, args=(ready_w, lock), daemon=False)
         proc.start()
     os.close(ready_w)
     with os.fdopen(ready_r) as ready:
@@ -44,8 +44,8 @@ def main() -> None:
     os._exit(0)
 
 
-def _mp_child(ready_w: int) -> None:
-    os.write(ready_w, f"{os.getpid()}\n".encode())
+def _mp_child(ready_w: int, lock: dblaunch.Lock) -> None:
+    os.write(ready_w, f"{os.getpid()} held={lock.held}\n".encode())
     block_r, _block_w = os.pipe()
     os.read(block_r, 1)
 
