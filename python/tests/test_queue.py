@@ -44,7 +44,7 @@ def thread_participant(
         except BaseException as e:
             errors.append(e)
 
-    thread = threading.Thread(target=run, name=tag)
+    thread = threading.Thread(target=run, name=tag, daemon=True)
     thread.start()
     return thread
 
