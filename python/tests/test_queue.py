@@ -1,6 +1,7 @@
-"""One queue for everyone: Python processes, threads of one Python process
-and `dblaunch exec` commands take turns first come, first served; a writer
-is alone; adjacent readers hold together."""
+"""One queue for everyone: Python processes (with and without asyncio),
+threads of one Python process and `dblaunch exec` commands take turns
+first come, first served; a writer is alone; adjacent readers hold
+together."""
 
 from __future__ import annotations
 
@@ -72,9 +73,11 @@ def test_fifo_and_exclusion_across_processes_threads_and_exec(
     wait_waiters(db, 5)
     started.append(exec_participant(procs, dblaunch_exe, db, "write", "W3", log))
     wait_waiters(db, 6)
-    started.append(procs.python("participant.py", db, "read", "R4", str(log)))
-    queue = wait_waiters(db, 7)
-    assert [w["mode"] for w in queue] == ["write", "read", "read", "read", "write", "write", "read"]
+    started.append(procs.python("participant.py", db, "read", "R4", str(log), "--asyncio"))
+    wait_waiters(db, 7)
+    started.append(procs.python("participant.py", db, "write", "W4", str(log), "--asyncio"))
+    queue = wait_waiters(db, 8)
+    assert [w["mode"] for w in queue] == ["write", "read", "read", "read", "write", "write", "read", "write"]
 
     assert procs.finish(holder) == 0
     for proc in started:
@@ -87,7 +90,7 @@ def test_fifo_and_exclusion_across_processes_threads_and_exec(
     log_events = events.events(log)
     assert violations(log_events) == []
     order = grant_order(log_events)
-    expected = [["H"], ["W1"], ["R1", "R2", "R3"], ["W2"], ["W3"], ["R4"]]
+    expected = [["H"], ["W1"], ["R1", "R2", "R3"], ["W2"], ["W3"], ["R4"], ["W4"]]
     assert matches(order, expected), f"granted in the order {order}, queued as {expected}"
 
 
