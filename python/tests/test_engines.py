@@ -19,43 +19,52 @@ duckdb = pytest.importorskip("duckdb")
 pytest.importorskip("huey")
 
 
-def test_a_duckdb_reader_serves_beside_exec_writers(work: Path, procs: Processes, dblaunch_exe: str) -> None:
+def test_a_duckdb_reader_serves_beside_exec_writers(
+    work: Path, procs: Processes, dblaunch_exe: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = str(work / "shop.duckdb")
     with dblaunch.lock(db, "write"):
         con = duckdb.connect(db)
         con.execute("CREATE TABLE items (batch INTEGER, i INTEGER)")
         con.close()
     reader = procs.python("duck_reader.py", db)
-    expect_line(reader, "ready")
-    writers = [
-        procs.start(
-            [
-                dblaunch_exe,
-                "exec",
-                "--write",
-                db,
-                "--",
-                sys.executable,
-                str(HELPERS / "duck_writer.py"),
-                db,
-                str(batch),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            lines=False,
-        )
-        for batch in range(8)
-    ]
-    for writer in writers:
-        _out, err = writer.communicate(timeout=DEADLINE)
-        assert writer.returncode == 0, err
-        assert "Could not set lock" not in err
+    expect_line(reader, "count 0")
+    # Four waves of two writers at once; after each, the same reader serves
+    # a request that sees the wave's rows.
+    for wave in range(4):
+        writers = [
+            procs.start(
+                [
+                    dblaunch_exe,
+                    "exec",
+                    "--write",
+                    db,
+                    "--",
+                    sys.executable,
+                    str(HELPERS / "duck_writer.py"),
+                    db,
+                    str(2 * wave + i),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                lines=False,
+            )
+            for i in range(2)
+        ]
+        for writer in writers:
+            _out, err = writer.communicate(timeout=DEADLINE)
+            assert writer.returncode == 0, err
+            assert "Could not set lock" not in err
+        while (line := read_line(reader)) != f"count {200 * (wave + 1)}":
+            assert line.startswith("count "), line
     assert reader.poll() is None, "the reader was not meant to stop"
     reader.stdin.close()  # type: ignore[union-attr]
-    summary = json.loads(read_line(reader))
+    while (line := read_line(reader)).startswith("count "):
+        pass
+    summary = json.loads(line)
     assert summary["pid"] == reader.pid
     assert summary["errors"] == []
-    assert summary["served"] >= 1
+    assert summary["served"] >= 5
     assert summary["final"] == 800
     # Each request saw whole batches, in order.
     assert all(c % 100 == 0 for c in summary["counts"])
@@ -64,6 +73,11 @@ def test_a_duckdb_reader_serves_beside_exec_writers(work: Path, procs: Processes
         con = duckdb.connect(db, read_only=True)
         assert con.execute("SELECT count(*), count(DISTINCT batch) FROM items").fetchone() == (800, 8)
         con.close()
+    with capsys.disabled():
+        print(
+            f"\n  duckdb: one reader process served {summary['served']} requests beside 8 "
+            "`dblaunch exec --write` writers, 0 errors"
+        )
 
 
 def _huey_round(

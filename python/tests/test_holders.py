@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -97,4 +96,3 @@ def test_sigkill_while_waiting_leaves_the_queue(work: Path, procs: Processes) ->
     # The dead waiter is skipped: the next lock is granted at once.
     with dblaunch.lock("app.db", "write", timeout=10) as held:
         assert held.held
-    assert sys.platform.startswith("linux")

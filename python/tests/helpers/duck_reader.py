@@ -1,7 +1,7 @@
 """A long-running DuckDB reader that locks per request, as a web service
 would: duck_reader.py DB. Serves requests (open read-only, count, close)
 until its stdin closes, then prints a JSON summary: requests served, the
-errors met, the counts seen. Prints `ready` after its first request."""
+errors met, the counts seen. Prints `count N` after each request."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ while not stop.is_set():
             finally:
                 con.close()
         served += 1
+        print(f"count {counts[-1]}", flush=True)
     except Exception as e:
         errors.append(f"{type(e).__name__}: {e}")
-    if served == 1 and not errors:
-        print("ready", flush=True)
+        print(f"error {e}", flush=True)
 # One more, after every writer the test ran: it must see them all.
 with dblaunch.lock(db, "read", timeout=60):
     con = duckdb.connect(db, read_only=True)
