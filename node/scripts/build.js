@@ -15,7 +15,7 @@ const path = require('node:path');
 
 const here = path.resolve(__dirname, '..');
 const root = path.resolve(here, '..');
-const moduleProfile = process.env.DBLAUNCH_NODE_PROFILE || 'node';
+const moduleProfile = process.env.DBLAUNCH_NODE_PROFILE || 'module';
 const binProfile = process.env.DBLAUNCH_NODE_BIN_PROFILE || 'release';
 
 function cargo(args) {
