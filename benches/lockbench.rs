@@ -86,6 +86,13 @@ impl Tool {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if cfg!(debug_assertions) {
+        // `cargo test --bench lockbench -- --quick`, as CI runs it: the
+        // benchmark works end to end, but dblaunch is the unoptimised build.
+        println!(
+            "(an unoptimised build: the figures below say that the benchmark runs, not how fast dblaunch is; `cargo bench --bench lockbench` measures)\n"
+        );
+    }
     if std::env::args().any(|a| a == "--run-only") {
         // The one measure that compares whole runs (about 0.1 s each): more
         // rounds than the full benchmark gives it, and nothing else.
