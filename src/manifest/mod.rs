@@ -1,9 +1,11 @@
 //! The manifest, `dblaunch.toml`: finding and reading it (`load`), into
 //! serde structs shaped like the TOML (`raw`), checked into the validated
 //! model (`model`, `validate`), every error with its line and column
-//! (`error`). `dotenv` reads the `.env` beside it; `suggest` finds the
+//! (`error`); the dev-loop keys `ready`, `watch` and `needs` in
+//! `devloop`. `dotenv` reads the `.env` beside it; `suggest` finds the
 //! name a typo was meant to be.
 
+mod devloop;
 pub mod dotenv;
 mod error;
 mod load;
@@ -12,10 +14,12 @@ mod raw;
 mod suggest;
 mod validate;
 
+pub use devloop::split_host_port;
 pub use error::{Diagnostic, ManifestError};
 pub use load::{load, locate, parse};
 pub use model::{
-    Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Restart, Settings, is_path,
+    Check, Command, DEFAULT_MAX_RESTARTS, DbRef, Manifest, Program, Ready, Restart, Settings,
+    Watch, is_path,
 };
 pub use suggest::closest;
 pub use validate::same_database;

@@ -60,6 +60,12 @@ pub struct RawProgram {
     /// Stop gracefully when someone queues for its databases in a
     /// conflicting mode, and come back after them.
     pub yields: Option<bool>,
+    /// Programs that must be running and ready before it starts.
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
+    /// `ready` and `watch`, read by `devloop.rs` (`watch` has two shapes).
+    #[serde(skip)]
+    pub devloop: super::devloop::RawDevloop,
 }
 
 /// The sections, in document order.
@@ -79,7 +85,7 @@ pub struct Raw {
 }
 
 const SETTINGS_KEYS: [&str; 2] = ["stop_timeout", "wait"];
-const PROGRAM_KEYS: [&str; 10] = [
+const PROGRAM_KEYS: [&str; 13] = [
     "command",
     "cwd",
     "env",
@@ -90,6 +96,9 @@ const PROGRAM_KEYS: [&str; 10] = [
     "restart",
     "max_restarts",
     "yields",
+    "needs",
+    "ready",
+    "watch",
 ];
 
 fn unknown_keys(
@@ -226,8 +235,11 @@ pub fn parse(text: &str) -> (Raw, Vec<Diagnostic>) {
                         continue;
                     }
                     unknown_keys(program, &PROGRAM_KEYS, &what, &mut diags);
+                    let devloop = super::devloop::read(program, name.get_ref(), &mut diags);
                     match deserialize::<RawProgram>(program, &mut diags, &what) {
-                        Some(p) => raw.programs.push((owned(name), p)),
+                        Some(p) => raw
+                            .programs
+                            .push((owned(name), RawProgram { devloop, ..p })),
                         None => raw.broken_programs.push(name.get_ref().to_string()),
                     }
                 }
@@ -334,7 +346,7 @@ fn spanned<T, U>(at: &Spanned<T>, value: U) -> Spanned<U> {
     Spanned::new(at.span(), value)
 }
 
-fn article(type_str: &str) -> String {
+pub(super) fn article(type_str: &str) -> String {
     let a = if type_str.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {

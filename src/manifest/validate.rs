@@ -424,6 +424,49 @@ fn program(
             )),
         }
     }
+    let mut needs = Vec::new();
+    for a in &rp.needs {
+        match program_names.iter().position(|n| n == a.get_ref()) {
+            Some(i) if i < program_names.len() && program_names[i] == pname => diags.push(
+                Diagnostic::new(format!("program `{pname}` needs itself"), Some(a.span()))
+                    .help("`needs` names the programs that must be up before this one starts"),
+            ),
+            Some(i) => needs.push(i),
+            None if all_program_names.contains(&a.get_ref().as_str()) => {}
+            None if group_names.contains(&a.get_ref().as_str()) => diags.push(
+                Diagnostic::new(
+                    format!(
+                        "program `{pname}` needs `{}`, which is a group",
+                        a.get_ref()
+                    ),
+                    Some(a.span()),
+                )
+                .help("`needs` takes program names; list the group's programs instead"),
+            ),
+            None => diags.push(suggest(
+                Diagnostic::new(
+                    format!(
+                        "program `{pname}` needs `{}`, which is not a program",
+                        a.get_ref()
+                    ),
+                    Some(a.span()),
+                ),
+                a.get_ref(),
+                program_names,
+                "programs",
+            )),
+        }
+    }
+    let ready = rp
+        .devloop
+        .ready
+        .as_ref()
+        .and_then(|r| super::devloop::ready(r, pname, diags));
+    let watch = rp
+        .devloop
+        .watch
+        .as_ref()
+        .and_then(|w| super::devloop::watch(w, pname, dir, diags));
     let stop_signal = match &rp.stop_signal {
         Some(s) => parse_signal(s.get_ref()).unwrap_or_else(|| {
             diags.push(
@@ -474,6 +517,9 @@ fn program(
         restart,
         max_restarts,
         yields: rp.yields.unwrap_or(false),
+        needs,
+        ready,
+        watch,
     }
 }
 
@@ -492,7 +538,7 @@ pub fn same_database(a: &Path, b: &Path) -> bool {
     a == b || canon(a) == canon(b)
 }
 
-/// `after` must not loop: print each cycle once, as a path.
+/// `after` and `needs` must not loop: print each cycle once, as a path.
 fn after_cycles(raw: &Raw, programs: &[Program], diags: &mut Vec<Diagnostic>) {
     #[derive(Clone, Copy, PartialEq)]
     enum Colour {
@@ -500,26 +546,34 @@ fn after_cycles(raw: &Raw, programs: &[Program], diags: &mut Vec<Diagnostic>) {
         Active,
         Done,
     }
+    /// A cycle: the programs, each with whether it reaches the next one by
+    /// `needs` (rather than `after`).
+    type Cycle = Vec<(usize, bool)>;
     fn visit(
         i: usize,
         programs: &[Program],
         colours: &mut [Colour],
-        stack: &mut Vec<usize>,
-        cycles: &mut Vec<Vec<usize>>,
+        stack: &mut Vec<(usize, bool)>,
+        cycles: &mut Vec<Cycle>,
     ) {
         colours[i] = Colour::Active;
-        stack.push(i);
-        for &d in &programs[i].after {
+        let edges = programs[i]
+            .after
+            .iter()
+            .map(|&d| (d, false))
+            .chain(programs[i].needs.iter().map(|&d| (d, true)));
+        for (d, by_needs) in edges {
+            stack.push((i, by_needs));
             match colours[d] {
                 Colour::New => visit(d, programs, colours, stack, cycles),
                 Colour::Active => {
-                    let from = stack.iter().position(|&s| s == d).unwrap_or(0);
+                    let from = stack.iter().position(|&(s, _)| s == d).unwrap_or(0);
                     cycles.push(stack[from..].to_vec());
                 }
                 Colour::Done => {}
             }
+            stack.pop();
         }
-        stack.pop();
         colours[i] = Colour::Done;
     }
     let mut colours = vec![Colour::New; programs.len()];
@@ -530,24 +584,34 @@ fn after_cycles(raw: &Raw, programs: &[Program], diags: &mut Vec<Diagnostic>) {
         }
     }
     for cycle in cycles {
-        let first = cycle[0];
-        let mut names: Vec<&str> = cycle.iter().map(|&i| programs[i].name.as_str()).collect();
+        let (first, first_by_needs) = cycle[0];
+        let with_needs = cycle.iter().any(|&(_, n)| n);
+        let mut names: Vec<&str> = cycle
+            .iter()
+            .map(|&(i, _)| programs[i].name.as_str())
+            .collect();
         names.push(&programs[first].name);
         // `names` runs "a after b after c": show it in running order.
         names.reverse();
-        let span = raw.programs[first]
-            .1
-            .after
-            .first()
+        let rp = &raw.programs[first].1;
+        let next = &programs[cycle.get(1).map_or(first, |&(n, _)| n)].name;
+        let list = if first_by_needs { &rp.needs } else { &rp.after };
+        let entry = list.iter().find(|a| a.get_ref() == next).or(list.first());
+        let span = entry
             .map(|a| a.span())
             .or(Some(raw.programs[first].0.span()));
-        diags.push(
-            Diagnostic::new(
-                format!("`after` goes round in a circle: {}", names.join(" → ")),
-                span,
+        let (what, help) = if with_needs {
+            (
+                "`needs` and `after` go round in a circle",
+                "no program in a circle can ever start; remove one of these `needs` or `after` entries",
             )
-            .help("no program in a circle can ever start; remove one of these `after` entries"),
-        );
+        } else {
+            (
+                "`after` goes round in a circle",
+                "no program in a circle can ever start; remove one of these `after` entries",
+            )
+        };
+        diags.push(Diagnostic::new(format!("{what}: {}", names.join(" → ")), span).help(help));
     }
 }
 
