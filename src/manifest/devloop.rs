@@ -321,8 +321,7 @@ pub fn ready(raw: &RawReady, name: &str, diags: &mut Vec<Diagnostic>) -> Option<
                 // line says what is wrong.
                 let why = why
                     .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .next_back()
+                    .rfind(|l| !l.trim().is_empty())
                     .unwrap_or("")
                     .trim();
                 let why = why.strip_prefix("error: ").unwrap_or(why);

@@ -37,6 +37,9 @@ pub struct Launch<'a> {
     /// process group.
     pub terminal: Option<RawFd>,
     pub stdio: Stdio,
+    /// Variables of dblaunch's own environment the program does not get
+    /// (unless `env` sets them).
+    pub hide: &'a [&'a str],
 }
 
 /// A started program. Its pid is also its process group id.
@@ -173,6 +176,7 @@ impl Prepared {
             .filter(|&(name, _)| {
                 name != READY_FD_ENV.as_bytes()
                     && !settings.iter().any(|(k, _)| k.as_bytes() == name)
+                    && !launch.hide.iter().any(|h| h.as_bytes() == name)
             })
             .collect();
         let settings_c = settings
@@ -461,6 +465,7 @@ mod tests {
             inherit: &[],
             terminal: None,
             stdio: Stdio::Inherit,
+            hide: &[],
         };
         let prepared = Prepared::new(&launch, "prog").unwrap();
         let envp = strings(&prepared.envp_ptrs());
@@ -489,6 +494,7 @@ mod tests {
             inherit: &[],
             terminal: None,
             stdio: Stdio::Inherit,
+            hide: &[],
         };
         let prepared = Prepared::new(&launch, "prog").unwrap();
         let ours: Vec<String> = std::env::vars_os()

@@ -2,7 +2,8 @@
 //! ([`State`]), and how many times in a row it has restarted. Program `i`
 //! is index `i` of all three.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use dblaunch_lock::TicketId;
 
@@ -14,6 +15,13 @@ pub(super) struct Table<'a> {
     states: Vec<State>,
     /// Consecutive restarts of each program.
     restarts: Vec<u32>,
+    /// Restarts of each program caused by a change of a watched path.
+    change_restarts: Vec<u32>,
+    /// A change of a watched path of each program waits out its debounce
+    /// until then; the first path that changed.
+    changes: Vec<Option<(Instant, PathBuf)>>,
+    /// Why each program that ended is not up, for what needs it.
+    notes: Vec<Option<String>>,
 }
 
 impl<'a> Table<'a> {
@@ -23,6 +31,9 @@ impl<'a> Table<'a> {
             specs,
             states: specs.iter().map(|_| State::Pending).collect(),
             restarts: vec![0; specs.len()],
+            change_restarts: vec![0; specs.len()],
+            changes: vec![None; specs.len()],
+            notes: vec![None; specs.len()],
         }
     }
 
@@ -65,6 +76,44 @@ impl<'a> Table<'a> {
 
     pub(super) fn restarts_mut(&mut self, i: usize) -> &mut u32 {
         &mut self.restarts[i]
+    }
+
+    pub(super) fn change_restarts(&self, i: usize) -> u32 {
+        self.change_restarts[i]
+    }
+
+    pub(super) fn count_change_restart(&mut self, i: usize) {
+        self.change_restarts[i] += 1;
+    }
+
+    /// The pending change of program `i`'s watched paths, if any.
+    pub(super) fn change(&self, i: usize) -> Option<&(Instant, PathBuf)> {
+        self.changes[i].as_ref()
+    }
+
+    pub(super) fn set_change(&mut self, i: usize, change: Option<(Instant, PathBuf)>) {
+        self.changes[i] = change;
+    }
+
+    /// Why program `i`, which ended, is not up.
+    pub(super) fn note(&self, i: usize) -> Option<&str> {
+        self.notes[i].as_deref()
+    }
+
+    pub(super) fn set_note(&mut self, i: usize, note: Option<String>) {
+        self.notes[i] = note;
+    }
+
+    /// Whether a program that needs program `i` is running.
+    pub(super) fn needed_by_running(&self, i: usize) -> bool {
+        (0..self.states.len()).any(|j| {
+            self.specs[j].dev.needs.contains(&i) && matches!(self.states[j], State::Running(_))
+        })
+    }
+
+    /// Whether any program watches paths.
+    pub(super) fn watching(&self) -> bool {
+        self.specs.iter().any(|s| s.dev.watch.is_some())
     }
 
     /// Whether program `i` has ended.
