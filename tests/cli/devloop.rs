@@ -1,0 +1,597 @@
+//! The dev loop: `ready` checks against real servers, `needs` (start after,
+//! stop before), `watch` (restart on change, through the lock queue like
+//! anyone), and systemd's notify protocol. Every wait is on an event (a line
+//! in the probe log, a file, a datagram), bounded by `PATIENCE`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A small HTTP server: listens after `DELAY` seconds (logging
+/// `LABEL listening NS` to the probe log first), answers 503 until `OK`
+/// seconds after that, then 200.
+const SERVER: &str = r#"
+import http.server, os, sys, time
+port, delay, ok_after, log, label = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+time.sleep(delay)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if time.monotonic() - t0 >= ok_after else 503
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"x")
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", port), H)
+t0 = time.monotonic()
+with open(log, "a") as f:
+    f.write("%s listening %d %d %d\n" % (label, time.monotonic_ns(), os.getpid(), os.getpgrp()))
+s.serve_forever()
+"#;
+
+/// Records whether `PORT` answered when it started (`answered` holds
+/// `yes` or the error), logs `LABEL start NS`, then stays until signalled
+/// (or exits at once with `--once`).
+const CLIENT: &str = r#"
+import os, signal, socket, sys, time
+port, log, label, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+with open(log, "a") as f:
+    f.write("%s start %d %d %d\n" % (label, time.monotonic_ns(), os.getpid(), os.getpgrp()))
+try:
+    socket.create_connection(("127.0.0.1", port), 2).close()
+    said = "yes"
+except OSError as e:
+    said = str(e)
+with open(out, "w") as f:
+    f.write(said)
+if "--once" not in sys.argv:
+    signal.pause()
+"#;
+
+impl Env {
+    fn scripts(&self) {
+        fs::write(self.path("server.py"), SERVER).unwrap();
+        fs::write(self.path("client.py"), CLIENT).unwrap();
+    }
+
+    fn server_cmd(&self, port: u16, delay: f64, ok_after: f64, label: &str) -> String {
+        format!(
+            "[\"python3\", \"{}\", \"{port}\", \"{delay}\", \"{ok_after}\", \"{}\", \"{label}\"]",
+            self.path("server.py").display(),
+            self.log().display()
+        )
+    }
+
+    fn client_cmd(&self, port: u16, label: &str, once: bool) -> String {
+        format!(
+            "[\"python3\", \"{}\", \"{port}\", \"{}\", \"{label}\", \"{}\"{}]",
+            self.path("client.py").display(),
+            self.log().display(),
+            self.path("answered").display(),
+            if once { ", \"--once\"" } else { "" }
+        )
+    }
+
+    fn starts(&self, label: &str) -> Vec<u128> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.label == label && e.what == "start")
+            .map(|e| e.ns)
+            .collect()
+    }
+
+    fn wait_starts(&self, label: &str, n: usize) -> Vec<u128> {
+        wait_until(&format!("{n} starts of {label}"), || {
+            self.starts(label).len() >= n
+        });
+        self.starts(label)
+    }
+}
+
+/// The manifest's path: a run given it on its command line names the
+/// test's directory, so that a failed test's run is killed with it.
+fn manifest(env: &Env) -> String {
+    env.path("dblaunch.toml").display().to_string()
+}
+
+/// `dblaunch ps --json`: each program's JSON object.
+fn ps(env: &Env) -> Vec<serde_json::Value> {
+    let o = env.run(&["ps", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    doc["programs"].as_array().cloned().unwrap_or_default()
+}
+
+fn ps_of(env: &Env, program: &str) -> Option<serde_json::Value> {
+    ps(env).into_iter().find(|p| p["program"] == program)
+}
+
+fn stop(env: &Env, mut run: Child) -> String {
+    kill(run.id() as i32, libc::SIGTERM);
+    wait_status(&mut run);
+    let err = stderr_of(&mut run);
+    let _ = env;
+    err
+}
+
+#[test]
+fn a_dependent_starts_only_once_its_tcp_server_is_ready() {
+    let env = Env::new();
+    env.scripts();
+    let port = free_port();
+    env.manifest(format!(
+        "[programs.db]\ncommand = {}\nready = {{ tcp = \"127.0.0.1:{port}\" }}\n\n[programs.web]\ncommand = {}\nneeds = [\"db\"]\n",
+        env.server_cmd(port, 0.5, 0.0, "db"),
+        env.client_cmd(port, "web", true)
+    ));
+    let o = env.run(&["run", "web"]);
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 0, "{err}");
+    assert_eq!(
+        fs::read_to_string(env.path("answered")).unwrap(),
+        "yes",
+        "{err}"
+    );
+    let listening = env.time_of("db", "listening");
+    assert!(env.time_of("web", "start") > listening);
+    // db ran only because web needs it: stopped once web was done.
+    assert!(
+        err.contains("db: stopped, as nothing needs it any more"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dependent_starts_only_once_its_http_server_answers_2xx() {
+    let env = Env::new();
+    env.scripts();
+    let port = free_port();
+    env.manifest(format!(
+        "[programs.db]\ncommand = {}\nready = {{ http = \"http://127.0.0.1:{port}/health\", interval = \"100ms\" }}\n\n[programs.web]\ncommand = {}\nneeds = [\"db\"]\n",
+        env.server_cmd(port, 0.3, 0.5, "db"),
+        env.client_cmd(port, "web", true)
+    ));
+    let o = env.run(&["run", "web"]);
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 0, "{err}");
+    // The server answered 503 for its first 0.5 s.
+    let listening = env.time_of("db", "listening");
+    let started = env.time_of("web", "start");
+    assert!(started > listening + 500_000_000, "{err}");
+}
+
+/// A `ready` check that does not succeed in time: the program is stopped,
+/// fails (status 1), and what needs it is not started; the message names
+/// the check and what it last saw.
+fn times_out(ready: &str, server: bool, expected: &[&str]) {
+    let env = Env::new();
+    env.scripts();
+    let port = free_port();
+    let command = if server {
+        env.server_cmd(port, 0.0, 1000.0, "db")
+    } else {
+        env.probe_toml(
+            "db",
+            &format!(", \"--until\", \"{}\"", env.path("never").display()),
+        )
+    };
+    let ready = ready.replace("PORT", &port.to_string());
+    env.manifest(format!(
+        "[programs.db]\ncommand = {command}\nready = {ready}\n\n[programs.web]\ncommand = \"touch started\"\nneeds = [\"db\"]\n",
+    ));
+    let o = env.run(&["run", "web"]);
+    let err = text(&o.stderr).replace(&port.to_string(), "PORT");
+    assert_eq!(code(&o), 1, "{err}");
+    for e in expected {
+        assert!(err.contains(e), "expected: {e}\ngot:\n{err}");
+    }
+    assert!(!env.path("started").exists(), "{err}");
+}
+
+#[test]
+fn a_tcp_check_that_times_out_says_connection_refused() {
+    times_out(
+        "{ tcp = \"127.0.0.1:PORT\", timeout = \"1s\" }",
+        false,
+        &[
+            "db: not ready after 1s: tcp 127.0.0.1:PORT: last try: connection refused; stopping it (SIGTERM)",
+            "web: not started: it needs db, which was not ready within 1s (tcp 127.0.0.1:PORT: last try: connection refused)",
+        ],
+    );
+}
+
+#[test]
+fn an_http_check_that_times_out_says_the_status() {
+    times_out(
+        "{ http = \"http://127.0.0.1:PORT/\", timeout = \"1500ms\" }",
+        true,
+        &[
+            "db: not ready after 1s 500ms: http http://127.0.0.1:PORT/: last try: HTTP 503; stopping it (SIGTERM)",
+            "web: not started: it needs db",
+        ],
+    );
+}
+
+#[test]
+fn an_exec_check_that_times_out_says_its_status_and_last_line() {
+    times_out(
+        "{ exec = \"echo no response; exit 2\", timeout = \"1s\" }",
+        false,
+        &[
+            "db: not ready after 1s: exec `echo no response; exit 2`: last try: exit status 2: no response; stopping it (SIGTERM)",
+        ],
+    );
+}
+
+#[test]
+fn a_log_check_that_times_out_says_no_line_matched() {
+    times_out(
+        "{ log = \"ready to accept\", timeout = \"1s\" }",
+        false,
+        &["db: not ready after 1s: log /ready to accept/: no line matched; stopping it (SIGTERM)"],
+    );
+}
+
+#[test]
+fn a_log_line_makes_a_program_ready() {
+    let env = Env::new();
+    env.manifest(format!(
+        "[programs.db]\ncommand = \"echo starting; sleep 0.2; echo database system is ready to accept connections; exec sleep 60\"\nready = {{ log = \"ready to accept\" }}\n\n{}needs = [\"db\"]\n",
+        env.probe_program("web", "", "")
+    ));
+    let o = env.run(&["run", "web"]);
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 0, "{err}");
+    let ready = err.find("db: ready after").expect("db is ready");
+    let started = err.find("web: started").expect("web started");
+    assert!(ready < started, "{err}");
+}
+
+#[test]
+fn a_program_with_notify_is_ready_when_it_sends_ready_1() {
+    let env = Env::new();
+    let script = r#"
+import os, socket, time
+time.sleep(0.2)
+open("sent", "w").close()
+addr = os.environ["NOTIFY_SOCKET"]
+if addr.startswith("@"):
+    addr = "\0" + addr[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"STATUS=warming up\nREADY=1", addr)
+time.sleep(60)
+"#;
+    fs::write(env.path("notifier.py"), script).unwrap();
+    env.manifest(format!(
+        "[programs.db]\ncommand = [\"python3\", \"notifier.py\"]\nready = {{ notify = true }}\n\n[programs.web]\ncommand = \"test -f sent && touch saw-it\"\nneeds = [\"db\"]\n",
+    ));
+    let o = env.run(&["run", "web"]);
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(env.path("saw-it").exists(), "{err}");
+}
+
+#[test]
+fn on_ctrl_c_a_dependent_has_exited_before_its_server_gets_the_signal() {
+    let env = Env::new();
+    let linger = env.path("linger");
+    let never = env.path("never");
+    env.manifest(format!(
+        "{}{}needs = [\"db\"]\n",
+        env.probe_program("db", &format!(", \"--until\", \"{}\"", never.display()), ""),
+        env.probe_program(
+            "web",
+            &format!(
+                ", \"--until\", \"{}\", \"--linger-until\", \"{}\"",
+                never.display(),
+                linger.display()
+            ),
+            ""
+        ),
+    ));
+    let mut run = env.spawn(&["-f", &manifest(&env), "run", "web"]);
+    env.time_of("web", "start");
+    kill(run.id() as i32, libc::SIGINT);
+    env.time_of("web", "got SIGINT");
+    // web lingers: db must not have been signalled yet. ps is an event
+    // that comes after the stop was handled.
+    let db = ps_of(&env, "db").expect("db in ps");
+    assert_eq!(db["state"], "stopping", "{db}");
+    assert!(
+        !env.events()
+            .iter()
+            .any(|e| e.label == "db" && e.what.starts_with("got"))
+    );
+    touch(&linger);
+    let web_end = env.time_of("web", "end");
+    let db_signalled = env.time_of("db", "got SIGINT");
+    assert!(db_signalled > web_end);
+    let status = wait_status(&mut run);
+    assert_eq!(status.code(), Some(130));
+}
+
+/// A watched program, the probe labelled `web`, held until signalled.
+fn watched(env: &Env, watch: &str) -> Child {
+    fs::create_dir_all(env.path("src")).unwrap();
+    env.manifest(env.probe_program(
+        "web",
+        &format!(", \"--until\", \"{}\"", env.path("never").display()),
+        &format!("watch = {watch}"),
+    ));
+    let run = env.spawn(&["-f", &manifest(&env), "run", "web"]);
+    env.wait_starts("web", 1);
+    run
+}
+
+#[test]
+fn a_change_under_a_watched_directory_restarts_the_program_within_the_debounce() {
+    let env = Env::new();
+    let run = watched(&env, "[\"src\"]");
+    let before = Instant::now();
+    fs::write(env.path("src/main.py"), "print(1)\n").unwrap();
+    env.wait_starts("web", 2);
+    let took = before.elapsed();
+    assert!(took < Duration::from_millis(1300), "{took:?}");
+    let web = ps_of(&env, "web").unwrap();
+    assert_eq!(web["change_restarts"], 1, "{web}");
+    let table = text(&env.run(&["ps"]).stdout);
+    assert!(table.contains("0+1"), "{table}");
+    let err = stop(&env, run);
+    assert!(
+        err.contains("src/main.py changed: restarting it (SIGTERM)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fifty_quick_writes_restart_once() {
+    let env = Env::new();
+    let run = watched(&env, "{ paths = [\"src\"], debounce = \"500ms\" }");
+    let mut f = fs::File::create(env.path("src/data.txt")).unwrap();
+    for i in 0..50 {
+        writeln!(f, "{i}").unwrap();
+        f.flush().unwrap();
+    }
+    drop(f);
+    env.wait_starts("web", 2);
+    // One more change, after the burst's restart: the next start is its.
+    let after_burst = env.starts("web")[1];
+    fs::write(env.path("src/other.txt"), "x").unwrap();
+    let starts = env.wait_starts("web", 3);
+    assert!(starts[2] > after_burst);
+    let web = ps_of(&env, "web").unwrap();
+    assert_eq!(web["change_restarts"], 2, "{web}");
+    let err = stop(&env, run);
+    assert_eq!(env.starts("web").len(), 3, "{err}");
+}
+
+#[test]
+fn ignored_files_restart_nothing() {
+    let env = Env::new();
+    fs::write(env.path(".gitignore"), "*.log\nbuild/\n").unwrap();
+    for d in ["src/build", "src/node_modules", "src/.git", "src/sub"] {
+        fs::create_dir_all(env.path(d)).unwrap();
+    }
+    fs::write(env.path("src/sub/.ignore"), "secret*\n").unwrap();
+    let run = watched(&env, "{ paths = [\"src\"], ignore = [\"*.tmp\"] }");
+    for f in [
+        "src/app.log",
+        "src/build/out.js",
+        "src/node_modules/x.js",
+        "src/.git/index",
+        "src/scratch.tmp",
+        "src/sub/secret.txt",
+    ] {
+        fs::write(env.path(f), "x").unwrap();
+    }
+    fs::create_dir(env.path("src/target")).unwrap();
+    // The first change that counts names itself: had any of the above
+    // counted, it would be the one named, and the restart would be its.
+    fs::write(env.path("src/sub/main.rs"), "x").unwrap();
+    env.wait_starts("web", 2);
+    let err = stop(&env, run);
+    assert!(
+        err.contains("src/sub/main.rs changed: restarting it"),
+        "{err}"
+    );
+    assert_eq!(env.starts("web").len(), 2, "{err}");
+}
+
+#[test]
+fn a_restarted_writer_queues_behind_an_exec_that_holds_its_database() {
+    let env = Env::new();
+    fs::create_dir_all(env.path("src")).unwrap();
+    fs::create_dir_all(env.path("data")).unwrap();
+    env.manifest(env.probe_program(
+        "web",
+        &format!(", \"--until\", \"{}\"", env.path("never").display()),
+        "writes = [\"data/app.db\"]\nwatch = [\"src\"]",
+    ));
+    let run = env.spawn(&["-f", &manifest(&env), "run", "web"]);
+    env.wait_starts("web", 1);
+    // An exec queues behind web…
+    let go = env.path("go");
+    let mut holder = env.spawn(&with_cmd(
+        &["exec", "--write", "data/app.db"],
+        &env.probe("holder", &["--until", go.to_str().unwrap()]),
+    ));
+    wait_until("the exec's ticket", || env.tickets("data/app.db") == 2);
+    // …so web, restarted by a change, queues behind the exec.
+    fs::write(env.path("src/main.rs"), "x").unwrap();
+    let holder_start = env.time_of("holder", "start");
+    wait_until("web to queue again", || {
+        ps_of(&env, "web").is_some_and(|p| p["state"] == "queued")
+    });
+    assert_eq!(env.starts("web").len(), 1);
+    touch(&go);
+    let holder_end = env.time_of("holder", "end");
+    let starts = env.wait_starts("web", 2);
+    assert!(holder_start < holder_end && holder_end < starts[1]);
+    assert!(wait_status(&mut holder).success());
+    stop(&env, run);
+}
+
+#[test]
+fn a_program_that_failed_starts_again_after_a_fix() {
+    let env = Env::new();
+    fs::create_dir_all(env.path("src")).unwrap();
+    env.manifest(format!(
+        "[programs.web]\ncommand = \"test -f src/fixed || exit 3; exec {BIN} __probe --label web --log {} --until never\"\nwatch = [\"src\"]\n",
+        env.log().display()
+    ));
+    let run = env.spawn(&["-f", &manifest(&env), "run", "web"]);
+    wait_until("web to have failed", || {
+        ps_of(&env, "web").is_some_and(|p| p["state"] == "exited")
+    });
+    touch(&env.path("src/fixed"));
+    env.wait_starts("web", 1);
+    let web = ps_of(&env, "web").unwrap();
+    assert_eq!(web["state"], "running", "{web}");
+    let err = stop(&env, run);
+    assert!(
+        err.contains("src/fixed changed: starting it again"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_watch_turns_watching_off() {
+    let env = Env::new();
+    fs::create_dir_all(env.path("src")).unwrap();
+    env.manifest("[programs.web]\ncommand = \"true\"\nwatch = [\"src\"]\n");
+    // Without --no-watch the run would wait for a change.
+    let o = env.run(&["run", "--no-watch", "web"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+}
+
+#[test]
+fn ps_shows_starting_then_ready() {
+    let env = Env::new();
+    let never = env.path("never");
+    env.manifest(format!(
+        "{}ready = {{ exec = \"test -f go\", interval = \"50ms\" }}\n",
+        env.probe_program("db", &format!(", \"--until\", \"{}\"", never.display()), "")
+    ));
+    let run = env.spawn(&["-f", &manifest(&env), "run", "db"]);
+    env.time_of("db", "start");
+    let db = ps_of(&env, "db").unwrap();
+    assert_eq!(db["state"], "starting", "{db}");
+    assert!(text(&env.run(&["ps"]).stdout).contains("starting"));
+    touch(&env.path("go"));
+    wait_until("db to be ready", || {
+        ps_of(&env, "db").is_some_and(|p| p["state"] == "ready")
+    });
+    assert!(text(&env.run(&["ps"]).stdout).contains("ready"));
+    let err = stop(&env, run);
+    assert!(err.contains("ready after"), "{err}");
+}
+
+/// A datagram from `sock`, within `PATIENCE`.
+fn datagram(sock: &UnixDatagram) -> String {
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a datagram in time");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn under_systemd_ready_1_comes_once_every_program_is_ready() {
+    let env = Env::new();
+    env.scripts();
+    let port = free_port();
+    let socket_path = env.path("notify.sock");
+    let sock = UnixDatagram::bind(&socket_path).unwrap();
+    env.manifest(format!(
+        "[programs.db]\ncommand = {}\nready = {{ tcp = \"127.0.0.1:{port}\" }}\n\n[programs.web]\ncommand = {}\nneeds = [\"db\"]\n\n[programs.env]\ncommand = \"echo ${{NOTIFY_SOCKET:-none}} > env.txt; exec sleep 60\"\n",
+        env.server_cmd(port, 0.5, 0.0, "db"),
+        env.client_cmd(port, "web", false)
+    ));
+    let mut run = env
+        .cmd(&["-f", &manifest(&env), "run", "db", "web", "env"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = datagram(&sock);
+    assert!(first.starts_with("READY=1"), "{first}");
+    // By then db answers, and web has started (and seen it answer).
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let web = ps_of(&env, "web").unwrap();
+    assert_eq!(web["state"], "running", "{web}");
+    wait_until("web's answer", || env.path("answered").exists());
+    assert_eq!(fs::read_to_string(env.path("answered")).unwrap(), "yes");
+    wait_until("env.txt", || {
+        fs::read_to_string(env.path("env.txt")).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(fs::read_to_string(env.path("env.txt")).unwrap(), "none\n");
+    kill(run.id() as i32, libc::SIGTERM);
+    assert_eq!(datagram(&sock), "STOPPING=1");
+    wait_status(&mut run);
+}
+
+/// The figures for docs/dev-loop.md: from a server's readiness to its
+/// dependent's start, and from a change to the restarted program's start
+/// (medians of several). `cargo test --release --test cli devloop::figures
+/// -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn figures() {
+    let median = |mut v: Vec<u128>| {
+        v.sort_unstable();
+        v[v.len() / 2] as f64 / 1e6
+    };
+    let mut ready = Vec::new();
+    for _ in 0..7 {
+        let env = Env::new();
+        env.scripts();
+        let port = free_port();
+        env.manifest(format!(
+            "[programs.db]\ncommand = {}\nready = {{ tcp = \"127.0.0.1:{port}\" }}\n\n[programs.web]\ncommand = {}\nneeds = [\"db\"]\n",
+            env.server_cmd(port, 0.3, 0.0, "db"),
+            env.client_cmd(port, "web", true)
+        ));
+        let o = env.run(&["run", "web"]);
+        assert_eq!(code(&o), 0);
+        ready.push(env.time_of("web", "start") - env.time_of("db", "listening"));
+    }
+    let mut change = Vec::new();
+    let env = Env::new();
+    let run = watched(&env, "[\"src\"]");
+    for n in 0..7 {
+        let t = now_ns();
+        fs::write(env.path("src/x"), n.to_string()).unwrap();
+        let starts = env.wait_starts("web", n + 2);
+        change.push(starts[n + 1] - t);
+    }
+    stop(&env, run);
+    println!(
+        "server listening -> dependent started: median {:.0} ms (of {:?} ms)",
+        median(ready.clone()),
+        ready.iter().map(|n| n / 1_000_000).collect::<Vec<_>>()
+    );
+    println!(
+        "file written -> restarted program started: median {:.0} ms (of {:?} ms)",
+        median(change.clone()),
+        change.iter().map(|n| n / 1_000_000).collect::<Vec<_>>()
+    );
+}
+
+fn now_ns() -> u128 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+}
