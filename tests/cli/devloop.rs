@@ -271,9 +271,9 @@ s.sendto(b"STATUS=warming up\nREADY=1", addr)
 time.sleep(60)
 "#;
     fs::write(env.path("notifier.py"), script).unwrap();
-    env.manifest(format!(
-        "[programs.db]\ncommand = [\"python3\", \"notifier.py\"]\nready = {{ notify = true }}\n\n[programs.web]\ncommand = \"test -f sent && touch saw-it\"\nneeds = [\"db\"]\n",
-    ));
+    env.manifest(
+        "[programs.db]\ncommand = [\"python3\", \"notifier.py\"]\nready = { notify = true }\n\n[programs.web]\ncommand = \"test -f sent && touch saw-it\"\nneeds = [\"db\"]\n",
+    );
     let o = env.run(&["run", "web"]);
     let err = text(&o.stderr);
     assert_eq!(code(&o), 0, "{err}");
@@ -327,7 +327,7 @@ fn watched(env: &Env, watch: &str) -> Child {
         &format!(", \"--until\", \"{}\"", env.path("never").display()),
         &format!("watch = {watch}"),
     ));
-    let run = env.spawn(&["-f", &manifest(&env), "run", "web"]);
+    let run = env.spawn(&["-f", &manifest(env), "run", "web"]);
     env.wait_starts("web", 1);
     run
 }
