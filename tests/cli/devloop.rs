@@ -528,7 +528,9 @@ fn under_systemd_ready_1_comes_once_every_program_is_ready() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let web = ps_of(&env, "web").unwrap();
     assert_eq!(web["state"], "running", "{web}");
-    wait_until("web's answer", || env.path("answered").exists());
+    wait_until("web's answer", || {
+        fs::read_to_string(env.path("answered")).is_ok_and(|s| !s.is_empty())
+    });
     assert_eq!(fs::read_to_string(env.path("answered")).unwrap(), "yes");
     wait_until("env.txt", || {
         fs::read_to_string(env.path("env.txt")).is_ok_and(|s| s.ends_with('\n'))
