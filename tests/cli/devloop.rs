@@ -171,23 +171,30 @@ fn a_dependent_starts_only_once_its_http_server_answers_2xx() {
 
 /// A `ready` check that does not succeed in time: the program is stopped,
 /// fails (status 1), and what needs it is not started; the message names
-/// the check and what it last saw.
+/// the check and what it last saw. With `server`, db needs a server that
+/// answers 503 (itself ready once it listens), so every try sees it.
 fn times_out(ready: &str, server: bool, expected: &[&str]) {
     let env = Env::new();
     env.scripts();
     let port = free_port();
-    let command = if server {
-        env.server_cmd(port, 0.0, 1000.0, "db")
-    } else {
-        env.probe_toml(
-            "db",
-            &format!(", \"--until\", \"{}\"", env.path("never").display()),
-        )
-    };
+    let mut manifest = String::new();
+    let mut needs = "";
+    if server {
+        manifest = format!(
+            "[programs.srv]\ncommand = {}\nready = {{ tcp = \"127.0.0.1:{port}\" }}\n\n",
+            env.server_cmd(port, 0.0, 1000.0, "srv")
+        );
+        needs = "needs = [\"srv\"]\n";
+    }
+    let command = env.probe_toml(
+        "db",
+        &format!(", \"--until\", \"{}\"", env.path("never").display()),
+    );
     let ready = ready.replace("PORT", &port.to_string());
-    env.manifest(format!(
-        "[programs.db]\ncommand = {command}\nready = {ready}\n\n[programs.web]\ncommand = \"touch started\"\nneeds = [\"db\"]\n",
-    ));
+    manifest += &format!(
+        "[programs.db]\ncommand = {command}\nready = {ready}\n{needs}\n[programs.web]\ncommand = \"touch started\"\nneeds = [\"db\"]\n",
+    );
+    env.manifest(manifest);
     let o = env.run(&["run", "web"]);
     let err = text(&o.stderr).replace(&port.to_string(), "PORT");
     assert_eq!(code(&o), 1, "{err}");
