@@ -38,6 +38,8 @@ pub struct RawReady {
     pub notify: Option<Spanned<bool>>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
+    /// It names a check dblaunch does not know (already reported).
+    pub unknown: bool,
 }
 
 /// `watch = [...]` or `watch = { paths = [...], ignore = [...], debounce }`.
@@ -182,12 +184,13 @@ fn read_ready(
                 ),
             },
             other => {
+                ready.unknown = true;
                 let d = Diagnostic::new(
                     format!("unknown readiness check `{other}` in program `{name}`"),
                     Some(k.span()),
                 );
                 diags.push(match super::suggest::closest(other, READY_KEYS.iter().copied()) {
-                    Some(c) => d.help(format!("did you mean `{c}`? {}", ready_help())),
+                    Some(c) => d.help(format!("did you mean `{c}`? A{}", &ready_help()[1..])),
                     None => d.help(ready_help()),
                 });
             }
@@ -216,6 +219,7 @@ fn read_watch(
         }),
         DeValue::Table(t) => {
             let mut w = RawWatch::default();
+            let mut unknown = false;
             for (k, value) in t.iter() {
                 match k.get_ref().as_ref() {
                     "paths" => {
@@ -234,6 +238,7 @@ fn read_watch(
                         )
                     }
                     other => {
+                        unknown = true;
                         let d = Diagnostic::new(
                             format!("unknown key `{other}` in {what}"),
                             Some(k.span()),
@@ -249,7 +254,7 @@ fn read_watch(
                     }
                 }
             }
-            if w.paths.is_empty() && !t.iter().any(|(k, _)| k.get_ref() == "paths") {
+            if !unknown && !t.iter().any(|(k, _)| k.get_ref() == "paths") {
                 diags.push(
                     Diagnostic::new(format!("{what} has no paths"), Some(v.span()))
                         .help("write watch = { paths = [\"src\"], ignore = [\"*.tmp\"] }"),
@@ -365,6 +370,7 @@ pub fn ready(raw: &RawReady, name: &str, diags: &mut Vec<Diagnostic>) -> Option<
         }
     }
     match checks.len() {
+        0 if raw.unknown => None,
         0 => {
             diags.push(
                 Diagnostic::new(

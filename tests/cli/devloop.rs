@@ -604,3 +604,119 @@ fn now_ns() -> u128 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
 }
+
+/// `dblaunch check` of a manifest with `data/` and `src/`: its status and
+/// stderr, the directory shown as `DIR`.
+fn check(manifest: &str) -> (i32, String) {
+    let env = Env::new();
+    env.manifest(manifest);
+    fs::create_dir(env.path("src")).unwrap();
+    let o = env.run(&["check"]);
+    let dir = fs::canonicalize(env.dir.path())
+        .unwrap()
+        .display()
+        .to_string();
+    (code(&o), text(&o.stderr).replace(&dir, "DIR"))
+}
+
+fn assert_error(manifest: &str, expected: &str) {
+    let (status, err) = check(manifest);
+    assert_eq!(status, 2, "{err}");
+    assert!(err.contains(expected), "expected:\n{expected}\ngot:\n{err}");
+}
+
+#[test]
+fn an_unknown_readiness_check() {
+    assert_error(
+        "[programs.db]\ncommand = \"x\"\nready = { tpc = \"127.0.0.1:5432\" }\n",
+        "dblaunch: error: unknown readiness check `tpc` in program `db`
+ --> DIR/dblaunch.toml:3:11
+  |
+3 | ready = { tpc = \"127.0.0.1:5432\" }
+  |           ^^^
+  = help: did you mean `tcp`? A check is one of tcp, http, exec, log, notify (with interval and timeout), e.g. ready = { tcp = \"127.0.0.1:5432\" }\n",
+    );
+}
+
+#[test]
+fn a_bad_address_url_or_regex() {
+    assert_error(
+        "[programs.db]\ncommand = \"x\"\nready = { tcp = \"localhost\" }\n",
+        "dblaunch: error: `localhost` is not an address to connect to
+ --> DIR/dblaunch.toml:3:17
+  |
+3 | ready = { tcp = \"localhost\" }
+  |                 ^^^^^^^^^^^
+  = help: write HOST:PORT, e.g. tcp = \"127.0.0.1:5432\" or tcp = \"localhost:8080\" ([::1]:8080 for IPv6)",
+    );
+    assert_error(
+        "[programs.db]\ncommand = \"x\"\nready = { http = \"https://127.0.0.1/\" }\n",
+        "dblaunch: error: `https://127.0.0.1/` is not a URL to check: https is not checked (no TLS in dblaunch); check the plain-http port, or use tcp or exec
+ --> DIR/dblaunch.toml:3:18
+  |
+3 | ready = { http = \"https://127.0.0.1/\" }
+  |                  ^^^^^^^^^^^^^^^^^^^^
+  = help: write http = \"http://127.0.0.1:3000/health\" (any 2xx answer means ready)",
+    );
+    assert_error(
+        "[programs.db]\ncommand = \"x\"\nready = { log = \"ready (to\" }\n",
+        "dblaunch: error: `ready.log` of program `db` is not a regular expression: unclosed group
+ --> DIR/dblaunch.toml:3:17
+  |
+3 | ready = { log = \"ready (to\" }
+  |                 ^^^^^^^^^^^",
+    );
+    assert_error(
+        "[programs.db]\ncommand = \"x\"\nready = { tcp = \"127.0.0.1:1\", timeout = \"soon\" }\n",
+        "dblaunch: error: timeout `soon` is not a duration: expected number at 0
+ --> DIR/dblaunch.toml:3:42",
+    );
+}
+
+#[test]
+fn a_watched_path_that_does_not_exist() {
+    assert_error(
+        "[programs.web]\ncommand = \"x\"\nwatch = [\"src\", \"nope\"]\n",
+        "dblaunch: error: program `web` watches DIR/nope, which does not exist
+ --> DIR/dblaunch.toml:3:17
+  |
+3 | watch = [\"src\", \"nope\"]
+  |                 ^^^^^^
+  = help: create it, or correct the path (relative paths are relative to the manifest's directory)",
+    );
+    assert_error(
+        "[programs.web]\ncommand = \"x\"\nwatch = { path = [\"src\"] }\n",
+        "dblaunch: error: unknown key `path` in `watch` of program `web`
+ --> DIR/dblaunch.toml:3:11
+  |
+3 | watch = { path = [\"src\"] }
+  |           ^^^^
+  = help: did you mean `paths`? The keys are paths, ignore and debounce",
+    );
+}
+
+#[test]
+fn needs_cycles_and_unknown_names() {
+    assert_error(
+        "[programs.web]\ncommand = \"x\"\nneeds = [\"db\"]\n[programs.db]\ncommand = \"x\"\nafter = [\"web\"]\n",
+        "dblaunch: error: `needs` and `after` go round in a circle: web → db → web
+ --> DIR/dblaunch.toml:3:10
+  |
+3 | needs = [\"db\"]
+  |          ^^^^
+  = help: no program in a circle can ever start; remove one of these `needs` or `after` entries",
+    );
+    assert_error(
+        "[programs.web]\ncommand = \"x\"\nneeds = [\"dbb\"]\n[programs.db]\ncommand = \"x\"\n",
+        "dblaunch: error: program `web` needs `dbb`, which is not a program
+ --> DIR/dblaunch.toml:3:10
+  |
+3 | needs = [\"dbb\"]
+  |          ^^^^^
+  = help: did you mean `db`?",
+    );
+    let (status, err) = check(
+        "[programs.db]\ncommand = \"x\"\nready = { tcp = \"127.0.0.1:5432\", interval = \"100ms\" }\n[programs.web]\ncommand = \"x\"\nneeds = [\"db\"]\nwatch = { paths = [\"src\"], ignore = [\"*.tmp\"], debounce = \"200ms\" }\n",
+    );
+    assert_eq!(status, 0, "{err}");
+}
