@@ -6,6 +6,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -719,4 +720,62 @@ fn needs_cycles_and_unknown_names() {
         "[programs.db]\ncommand = \"x\"\nready = { tcp = \"127.0.0.1:5432\", interval = \"100ms\" }\n[programs.web]\ncommand = \"x\"\nneeds = [\"db\"]\nwatch = { paths = [\"src\"], ignore = [\"*.tmp\"], debounce = \"200ms\" }\n",
     );
     assert_eq!(status, 0, "{err}");
+}
+
+/// `GET http://127.0.0.1:PORT/`'s body.
+fn get(port: u16) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
+}
+
+#[test]
+fn the_devloop_example_runs_and_restarts_on_an_edit() {
+    let env = Env::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/devloop");
+    let (stub, web) = (free_port(), free_port());
+    for f in [
+        "dblaunch.toml",
+        ".gitignore",
+        "stub.py",
+        "migrate.py",
+        "pipeline.sh",
+        "web/app.py",
+    ] {
+        let text = fs::read_to_string(root.join(f)).unwrap();
+        let text = text
+            .replace("8765", &stub.to_string())
+            .replace("8766", &web.to_string());
+        fs::create_dir_all(env.path(f).parent().unwrap()).unwrap();
+        fs::write(env.path(f), text).unwrap();
+    }
+    fs::create_dir_all(env.path("data")).unwrap();
+    let mut run = env.spawn(&["-f", &manifest(&env), "run", "web", "pipeline"]);
+    let ready = |restarts: u64| {
+        move |p: serde_json::Value| p["state"] == "ready" && p["change_restarts"] == restarts
+    };
+    wait_until("the pipeline and web", || {
+        ps_of(&env, "pipeline").is_some_and(|p| p["state"] == "exited")
+            && ps_of(&env, "web").is_some_and(ready(0))
+    });
+    assert_eq!(get(web), "100 orders, 7409.79 EUR\n");
+    let app = env.path("web/app.py");
+    let edited = fs::read_to_string(&app)
+        .unwrap()
+        .replace("orders, {total", "orders in all, {total");
+    fs::write(&app, edited).unwrap();
+    wait_until("web, restarted", || {
+        ps_of(&env, "web").is_some_and(ready(1))
+    });
+    assert_eq!(get(web), "100 orders in all, 7409.79 EUR\n");
+    kill(run.id() as i32, libc::SIGINT);
+    assert_eq!(wait_status(&mut run).code(), Some(130));
+    let err = stderr_of(&mut run);
+    let web_end = err.find("web: killed by SIGINT").expect(&err);
+    let stub_end = err.find("stub: killed by SIGINT").expect(&err);
+    assert!(web_end < stub_end, "{err}");
 }
