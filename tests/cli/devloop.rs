@@ -779,3 +779,23 @@ fn the_devloop_example_runs_and_restarts_on_an_edit() {
     let stub_end = err.find("stub: killed by SIGINT").expect(&err);
     assert!(web_end < stub_end, "{err}");
 }
+
+#[test]
+fn check_shows_needs_ready_and_watch() {
+    let env = Env::new();
+    fs::create_dir(env.path("src")).unwrap();
+    env.manifest(
+        "[programs.db]\ncommand = \"x\"\nready = { tcp = \"127.0.0.1:5432\" }\n[programs.web]\ncommand = \"x\"\nneeds = [\"db\"]\nwatch = [\"src\"]\n",
+    );
+    let o = env.run(&["check"]);
+    let out = text(&o.stdout);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    assert!(
+        out.contains("  db   no database; ready: tcp 127.0.0.1:5432\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  web  no database; needs db; watches src\n"),
+        "{out}"
+    );
+}
