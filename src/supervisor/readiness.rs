@@ -176,9 +176,8 @@ fn net(
 /// A try of program `i`'s check ended (for its run of pid `pid`; 0: the
 /// current one).
 pub(super) fn checked(cx: &mut Context<'_, '_>, i: usize, pid: i32, outcome: Result<(), String>) {
-    let interval = cx
-        .table
-        .spec(i)
+    let spec = cx.table.spec(i);
+    let interval = spec
         .dev
         .ready
         .as_ref()
@@ -201,6 +200,7 @@ pub(super) fn checked(cx: &mut Context<'_, '_>, i: usize, pid: i32, outcome: Res
         Ok(()) => {
             let after = round(r.started.elapsed());
             r.readiness = Readiness::Ready;
+            cx.recorder.ready(spec, r);
             cx.console
                 .announce(format_args!("{prefix}ready after {after}"));
         }

@@ -487,7 +487,11 @@ fn ps_shows_starting_then_ready() {
     let never = env.path("never");
     env.manifest(format!(
         "{}ready = {{ exec = \"test -f go\", interval = \"50ms\" }}\n",
-        env.probe_program("db", &format!(", \"--until\", \"{}\"", never.display()), "")
+        env.probe_program(
+            "db",
+            &format!(", \"--until\", \"{}\"", never.display()),
+            "writes = [\"db.sqlite\"]"
+        )
     ));
     let run = env.spawn(&["-f", &manifest(&env), "run", "db"]);
     env.time_of("db", "start");
@@ -499,6 +503,11 @@ fn ps_shows_starting_then_ready() {
         ps_of(&env, "db").is_some_and(|p| p["state"] == "ready")
     });
     assert!(text(&env.run(&["ps"]).stdout).contains("ready"));
+    // And the database's journal says so.
+    wait_until("the journal's ready line", || {
+        fs::read_to_string(env.path(".db.sqlite.dblaunch/journal"))
+            .is_ok_and(|j| j.contains("\"event\":\"ready\""))
+    });
     let err = stop(&env, run);
     assert!(err.contains("ready after"), "{err}");
 }
