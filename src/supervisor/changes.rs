@@ -11,7 +11,7 @@ use crate::process::ExitKind;
 use crate::signals;
 
 use super::context::Context;
-use super::state::State;
+use super::state::{End, State};
 
 /// A path that program `i` watches changed.
 pub(super) fn changed(cx: &mut Context<'_, '_>, i: usize, path: PathBuf) {
@@ -80,6 +80,16 @@ fn restart(cx: &mut Context<'_, '_>, i: usize, path: PathBuf) {
                 until: Instant::now(),
                 last: ExitKind::Code(0),
             };
+            // What was not started because this program failed gets its
+            // chance again: it waits for it as before.
+            for j in 0..cx.table.len() {
+                let skipped = matches!(cx.table.states()[j], State::Done(End::Skipped));
+                if skipped && cx.table.spec(j).dev.needs.contains(&i) {
+                    cx.verdict.forget(j);
+                    cx.table.set_note(j, None);
+                    *cx.table.state_mut(j) = State::Pending;
+                }
+            }
         }
         // Not started yet: it will start with what is there now.
         State::Pending | State::Queued { .. } | State::Foreign { .. } => {}

@@ -808,3 +808,24 @@ fn check_shows_needs_ready_and_watch() {
         "{out}"
     );
 }
+
+#[test]
+fn a_dependent_not_started_gets_its_chance_when_a_change_restarts_what_it_needs() {
+    let env = Env::new();
+    fs::create_dir_all(env.path("db")).unwrap();
+    env.manifest(format!(
+        "[programs.db]\ncommand = \"test -f db/fixed || exit 4; exec sleep 60\"\nready = {{ exec = \"test -f db/fixed\" }}\nwatch = [\"db\"]\n\n{}needs = [\"db\"]\n",
+        env.probe_program("web", &format!(", \"--until\", \"{}\"", env.path("never").display()), "")
+    ));
+    let run = env.spawn(&["-f", &manifest(&env), "run", "web"]);
+    wait_until("web not started", || {
+        ps_of(&env, "web").is_some_and(|p| p["state"] == "skipped")
+    });
+    touch(&env.path("db/fixed"));
+    env.wait_starts("web", 1);
+    let err = stop(&env, run);
+    assert!(
+        err.contains("web: not started: it needs db, which exited 4 before it was ready"),
+        "{err}"
+    );
+}
