@@ -574,10 +574,12 @@ fn figures() {
         let env = Env::new();
         env.scripts();
         let port = free_port();
+        // The dependent is the probe: it logs its start at once (python
+        // takes a few hundred milliseconds to).
         env.manifest(format!(
-            "[programs.db]\ncommand = {}\nready = {{ tcp = \"127.0.0.1:{port}\" }}\n\n[programs.web]\ncommand = {}\nneeds = [\"db\"]\n",
+            "[programs.db]\ncommand = {}\nready = {{ tcp = \"127.0.0.1:{port}\" }}\n\n{}needs = [\"db\"]\n",
             env.server_cmd(port, 0.3, 0.0, "db"),
-            env.client_cmd(port, "web", true)
+            env.probe_program("web", "", "")
         ));
         let o = env.run(&["run", "web"]);
         assert_eq!(code(&o), 0);
