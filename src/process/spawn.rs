@@ -176,9 +176,14 @@ impl Prepared {
             .filter(|&(name, _)| {
                 name != READY_FD_ENV.as_bytes()
                     && !settings.iter().any(|(k, _)| k.as_bytes() == name)
-                    && !launch.hide.iter().any(|h| h.as_bytes() == name)
             })
             .collect();
+        // Apart, so that the common case (nothing hidden: `exec`) runs the
+        // filter above as it was: inlined into the spawn.
+        let mut kept = kept;
+        if !launch.hide.is_empty() {
+            kept.retain(|&(name, _)| !launch.hide.iter().any(|h| h.as_bytes() == name));
+        }
         let settings_c = settings
             .iter()
             .map(|(k, v)| c(format!("{k}={v}").as_bytes()))

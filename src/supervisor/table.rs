@@ -15,13 +15,20 @@ pub(super) struct Table<'a> {
     states: Vec<State>,
     /// Consecutive restarts of each program.
     restarts: Vec<u32>,
-    /// Restarts of each program caused by a change of a watched path.
-    change_restarts: Vec<u32>,
-    /// A change of a watched path of each program waits out its debounce
-    /// until then; the first path that changed.
-    changes: Vec<Option<(Instant, PathBuf)>>,
-    /// Why each program that ended is not up, for what needs it.
-    notes: Vec<Option<String>>,
+    /// Each program's part in the dev loop (one allocation for all three:
+    /// a launch pays for every allocation).
+    dev: Vec<DevState>,
+}
+
+#[derive(Default)]
+struct DevState {
+    /// Restarts caused by a change of a watched path.
+    change_restarts: u32,
+    /// A change of a watched path waits out its debounce until then; the
+    /// first path that changed.
+    change: Option<(Instant, PathBuf)>,
+    /// Why the program, which ended, is not up, for what needs it.
+    note: Option<String>,
 }
 
 impl<'a> Table<'a> {
@@ -31,9 +38,7 @@ impl<'a> Table<'a> {
             specs,
             states: specs.iter().map(|_| State::Pending).collect(),
             restarts: vec![0; specs.len()],
-            change_restarts: vec![0; specs.len()],
-            changes: vec![None; specs.len()],
-            notes: vec![None; specs.len()],
+            dev: specs.iter().map(|_| DevState::default()).collect(),
         }
     }
 
@@ -79,29 +84,29 @@ impl<'a> Table<'a> {
     }
 
     pub(super) fn change_restarts(&self, i: usize) -> u32 {
-        self.change_restarts[i]
+        self.dev[i].change_restarts
     }
 
     pub(super) fn count_change_restart(&mut self, i: usize) {
-        self.change_restarts[i] += 1;
+        self.dev[i].change_restarts += 1;
     }
 
     /// The pending change of program `i`'s watched paths, if any.
     pub(super) fn change(&self, i: usize) -> Option<&(Instant, PathBuf)> {
-        self.changes[i].as_ref()
+        self.dev[i].change.as_ref()
     }
 
     pub(super) fn set_change(&mut self, i: usize, change: Option<(Instant, PathBuf)>) {
-        self.changes[i] = change;
+        self.dev[i].change = change;
     }
 
     /// Why program `i`, which ended, is not up.
     pub(super) fn note(&self, i: usize) -> Option<&str> {
-        self.notes[i].as_deref()
+        self.dev[i].note.as_deref()
     }
 
     pub(super) fn set_note(&mut self, i: usize, note: Option<String>) {
-        self.notes[i] = note;
+        self.dev[i].note = note;
     }
 
     /// Whether a program that needs program `i` is running.
