@@ -51,11 +51,12 @@ pub struct RawWatch {
 }
 
 /// A program's dev-loop keys as written (`needs` is deserialised with the
-/// rest of the program).
+/// rest of the program). Boxed: most programs have neither, and a large
+/// program struct costs every launch that reads the manifest.
 #[derive(Debug, Default)]
 pub struct RawDevloop {
-    pub ready: Option<RawReady>,
-    pub watch: Option<RawWatch>,
+    pub ready: Option<Box<RawReady>>,
+    pub watch: Option<Box<RawWatch>>,
 }
 
 fn field<'a, 'i>(value: &'a Spanned<DeValue<'i>>, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
@@ -114,8 +115,12 @@ fn strings(
 /// Reads `ready` and `watch` of program `name` (its table is `program`).
 pub fn read(program: &Spanned<DeValue<'_>>, name: &str, diags: &mut Vec<Diagnostic>) -> RawDevloop {
     RawDevloop {
-        ready: field(program, "ready").and_then(|v| read_ready(v, name, diags)),
-        watch: field(program, "watch").and_then(|v| read_watch(v, name, diags)),
+        ready: field(program, "ready")
+            .and_then(|v| read_ready(v, name, diags))
+            .map(Box::new),
+        watch: field(program, "watch")
+            .and_then(|v| read_watch(v, name, diags))
+            .map(Box::new),
     }
 }
 

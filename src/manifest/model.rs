@@ -88,10 +88,11 @@ pub struct Program {
     /// Indices of the programs that must be running and ready first (and
     /// that are stopped only after it).
     pub needs: Vec<usize>,
-    /// When it counts as up, for what needs it.
-    pub ready: Option<Ready>,
+    /// When it counts as up, for what needs it (boxed, as `watch`: most
+    /// programs have neither, and every launch copies its programs).
+    pub ready: Option<Box<Ready>>,
     /// What restarts it when it changes.
-    pub watch: Option<Watch>,
+    pub watch: Option<Box<Watch>>,
 }
 
 /// `ready`: a check that says a running program is up.

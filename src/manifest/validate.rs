@@ -461,12 +461,14 @@ fn program(
         .devloop
         .ready
         .as_ref()
-        .and_then(|r| super::devloop::ready(r, pname, diags));
+        .and_then(|r| super::devloop::ready(r, pname, diags))
+        .map(Box::new);
     let watch = rp
         .devloop
         .watch
         .as_ref()
-        .and_then(|w| super::devloop::watch(w, pname, dir, diags));
+        .and_then(|w| super::devloop::watch(w, pname, dir, diags))
+        .map(Box::new);
     let stop_signal = match &rp.stop_signal {
         Some(s) => parse_signal(s.get_ref()).unwrap_or_else(|| {
             diags.push(

@@ -44,13 +44,18 @@ pub struct Supervisor<'a> {
     told_stopping: bool,
     /// The run waits for changes: said once.
     said_waiting: bool,
+    /// Some program needs another, has a `ready` check or watches paths,
+    /// or systemd listens.
+    dev_loop: bool,
     /// Tickets that programs let go of since the loop last slept (see
     /// [`Context::released`]).
     released: Released,
 }
 
 impl<'a> Supervisor<'a> {
-    pub fn new(specs: &'a [Spec], opts: Options) -> Result<Supervisor<'a>, Error> {
+    pub fn new(specs: &'a [Spec], mut opts: Options) -> Result<Supervisor<'a>, Error> {
+        // Nothing to hide from the programs, nobody to tell.
+        opts.systemd = opts.systemd && std::env::var_os(crate::sdnotify::NOTIFY_SOCKET).is_some();
         let mut events = Events::new().map_err(|source| Error::Io {
             action: "install signal handlers".to_owned(),
             source,
@@ -140,6 +145,13 @@ impl<'a> Supervisor<'a> {
             told_ready: false,
             told_stopping: false,
             said_waiting: false,
+            dev_loop: opts_systemd
+                || specs.iter().any(|s| {
+                    !s.dev.needs.is_empty()
+                        || s.dev.ready.is_some()
+                        || s.dev.watch.is_some()
+                        || s.dev.needed_only
+                }),
             released: Released::default(),
         })
     }
@@ -160,13 +172,19 @@ impl<'a> Supervisor<'a> {
     /// Runs every program to its end; returns the run's exit status.
     pub fn run(mut self) -> u8 {
         loop {
-            changes::due(&mut self.context());
+            // The dev loop's work, for runs that use it: a run without it
+            // hands its locks on as fast as before.
+            if self.dev_loop {
+                changes::due(&mut self.context());
+            }
             lifecycle::step_all(&mut self.context());
-            if lifecycle::release_needed(&mut self.context()) {
+            if self.dev_loop && lifecycle::release_needed(&mut self.context()) {
                 lifecycle::step_all(&mut self.context());
             }
             requests::report_ready(&self.table, &mut self.opts.ready);
-            self.tell_systemd();
+            if self.dev_loop {
+                self.tell_systemd();
+            }
             if self.table.all_done() {
                 if !self.table.watching() || self.verdict.stopping() {
                     break;
@@ -368,6 +386,7 @@ impl<'a> Supervisor<'a> {
             }
         }
         if let Some(t) = (0..self.table.len())
+            .filter(|_| self.dev_loop)
             .filter_map(|i| self.table.change(i).map(|(at, _)| *at))
             .min()
         {

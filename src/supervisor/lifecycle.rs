@@ -193,8 +193,12 @@ fn from_foreign(
 /// Running: once it has exited and its whole process group is gone, it
 /// has ended; leftovers in its group are stopped, and killed on time.
 fn from_running(cx: &mut Context<'_, '_>, i: usize, mut r: Box<Running>) -> Next {
-    readiness::stop_when_free(cx, i, &mut r);
-    readiness::step(cx, i, &mut r);
+    if r.stop_deferred.is_some() {
+        readiness::stop_when_free(cx, i, &mut r);
+    }
+    if matches!(r.readiness, Readiness::Starting { .. }) {
+        readiness::step(cx, i, &mut r);
+    }
     let now = Instant::now();
     let group = Group(r.pid);
     let name = &cx.table.spec(i).name;

@@ -33,9 +33,9 @@ pub struct Dev {
     /// Indices (into the run's specs) of programs that must be running and
     /// ready before it starts, and that are stopped only after it.
     pub needs: Vec<usize>,
-    pub ready: Option<crate::manifest::Ready>,
+    pub ready: Option<Box<crate::manifest::Ready>>,
     /// `None` also with `run --no-watch`.
-    pub watch: Option<crate::manifest::Watch>,
+    pub watch: Option<Box<crate::manifest::Watch>>,
     /// In the run only because another program needs it: stopped once
     /// every other program has ended.
     pub needed_only: bool,
@@ -69,7 +69,8 @@ pub struct Options {
     pub remote: Option<dblaunch_lock::Remote>,
     /// Speak systemd's notify protocol when `$NOTIFY_SOCKET` is set (READY=1,
     /// STOPPING=1), and keep that socket from the programs (`run`; `exec`
-    /// passes it on to its one program).
+    /// passes it on to its one program). The supervisor clears it when the
+    /// variable is not set, so that nothing is hidden for nothing.
     pub systemd: bool,
 }
 
