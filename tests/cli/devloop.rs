@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::*;
@@ -828,6 +828,48 @@ fn a_dependent_not_started_gets_its_chance_when_a_change_restarts_what_it_needs(
     let err = stop(&env, run);
     assert!(
         err.contains("web: not started: it needs db, which exited 4 before it was ready"),
+        "{err}"
+    );
+}
+
+/// Out of inotify watches: a clear error that names the limit. The limit
+/// is lowered in a user namespace of the test's own (its
+/// `user.max_inotify_watches`), so nothing else on the machine is touched.
+#[test]
+fn running_out_of_inotify_watches_names_the_limit() {
+    if !Command::new("unshare")
+        .args(["-U", "-r", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: no user namespace to lower the limit in (unshare -U -r)");
+        return;
+    }
+    let env = Env::new();
+    fs::create_dir_all(env.path("src/a/b/c/d/e")).unwrap();
+    env.manifest("[programs.web]\ncommand = \"true\"\nwatch = [\"src\"]\n");
+    let o = wait_output(
+        Command::new("unshare")
+            .args(["-U", "-r", "sh", "-c"])
+            .arg(format!(
+                "echo 3 > /proc/sys/user/max_inotify_watches && exec {BIN} -f {} run web",
+                manifest(&env)
+            ))
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(
+        err.contains("dblaunch: error: cannot watch the paths of web: the system's limit of inotify watches is reached (fs.inotify.max_user_watches = "),
+        "{err}"
+    );
+    assert!(
+        err.contains("raise it with `sysctl fs.inotify.max_user_watches=524288` (as root)"),
         "{err}"
     );
 }
