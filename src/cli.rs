@@ -217,6 +217,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub wait: WaitArgs,
 
+    /// Do not restart programs when their watched paths change (`watch`)
+    #[arg(long)]
+    pub no_watch: bool,
+
     /// Internal (`start`): output to .dblaunch/logs, readiness to a pipe
     #[arg(long, hide = true)]
     pub detached: bool,

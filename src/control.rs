@@ -70,6 +70,9 @@ pub struct ProgramState {
     pub pid: Option<i32>,
     pub uptime_ms: Option<u64>,
     pub restarts: u32,
+    /// Restarts caused by a change of a watched path.
+    #[serde(default)]
+    pub change_restarts: u32,
     pub holds: Vec<DbUse>,
     pub awaits: Vec<DbUse>,
     /// Who takes its locks: `running`, its run, while it runs; `on-demand`,
@@ -93,6 +96,10 @@ pub enum Phase {
     /// For a process that locks its database outside dblaunch.
     WaitingForForeign,
     Running,
+    /// Running; its `ready` check has not succeeded yet.
+    Starting,
+    /// Running, and its `ready` check has succeeded.
+    Ready,
     /// Stopping to let a waiter in; it queues again after.
     Yielding,
     Stopping,
@@ -115,6 +122,8 @@ impl ProgramState {
             Phase::Queued => "queued".to_owned(),
             Phase::WaitingForForeign => "waiting for a process outside dblaunch".to_owned(),
             Phase::Running => "running".to_owned(),
+            Phase::Starting => "starting".to_owned(),
+            Phase::Ready => "ready".to_owned(),
             Phase::Yielding => "yielding".to_owned(),
             Phase::Stopping => "stopping".to_owned(),
             Phase::WaitingToRestart => "waiting to restart".to_owned(),

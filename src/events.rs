@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::platform::QueueWatcher;
+use crate::sdnotify::ProgramSocket;
+use crate::watch::Watcher;
 use dblaunch_lock::Progress;
 
 use crate::signals::Signals;
@@ -29,6 +31,16 @@ pub enum Event {
     Control(crate::control::Call),
     /// A ticket appeared in a watched lock directory (someone queued).
     QueueChanged,
+    /// A try of program `program`'s readiness check (for its run of pid
+    /// `pid`; 0: whichever run is current) ended: `Ok` when it is ready,
+    /// else what the try saw.
+    Checked {
+        program: usize,
+        pid: i32,
+        outcome: Result<(), String>,
+    },
+    /// A path that program `.0` watches changed (`.1`, the first seen).
+    Changed(usize, std::path::PathBuf),
 }
 
 /// See the module documentation.
@@ -41,6 +53,11 @@ pub struct Events {
     /// Made on first use: an uncontended launch never needs it (a start-up
     /// tweak: docs/design.md, "Start-up cost").
     helpers: Option<Helpers>,
+    /// The paths programs watch (`watch`), when any does.
+    files: Option<Watcher>,
+    /// Sockets for programs' READY=1 (`ready = { notify = true }`), by
+    /// program.
+    notify: Vec<(usize, ProgramSocket)>,
     queue: VecDeque<Event>,
 }
 
@@ -74,6 +91,8 @@ impl Events {
             signals: Signals::catch()?,
             watcher: None,
             helpers: None,
+            files: None,
+            notify: Vec::new(),
             queue: VecDeque::new(),
         })
     }
@@ -84,6 +103,17 @@ impl Events {
             self.watcher = Some(QueueWatcher::new()?);
         }
         self.watcher.as_ref().expect("just made").watch(dir)
+    }
+
+    /// Reports [`Event::Changed`] for the changes `watcher` sees.
+    pub fn watch_files(&mut self, watcher: Watcher) {
+        self.files = Some(watcher);
+    }
+
+    /// Reports [`Event::Checked`] for program `program` when READY=1
+    /// arrives on `socket`.
+    pub fn listen_for_ready(&mut self, program: usize, socket: ProgramSocket) {
+        self.notify.push((program, socket));
     }
 
     /// A handle for another thread to send [`Progress`] with.
@@ -139,6 +169,12 @@ impl Events {
             if let Some(h) = &self.helpers {
                 fds.push(PollFd::new(h.wake.as_fd(), PollFlags::POLLIN));
             }
+            if let Some(f) = &self.files {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
+            for (_, s) in &self.notify {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
@@ -163,6 +199,20 @@ impl Events {
             while matches!((&h.wake).read(&mut buf), Ok(n) if n > 0) {}
             while let Ok(e) = h.rx.try_recv() {
                 self.queue.push_back(e);
+            }
+        }
+        if let Some(f) = &mut self.files {
+            for (program, path) in f.changes() {
+                self.queue.push_back(Event::Changed(program, path));
+            }
+        }
+        for (program, s) in &self.notify {
+            if s.ready_said() {
+                self.queue.push_back(Event::Checked {
+                    program: *program,
+                    pid: 0,
+                    outcome: Ok(()),
+                });
             }
         }
     }

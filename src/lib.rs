@@ -18,9 +18,12 @@ pub mod output;
 pub mod platform;
 pub mod process;
 pub mod project;
+pub mod readiness;
+pub mod sdnotify;
 pub mod signals;
 pub mod startup;
 pub mod supervisor;
+pub mod watch;
 
 use crate::cli::{Lazy, Subcommand};
 pub use crate::error::Error;

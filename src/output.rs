@@ -17,6 +17,11 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 
+/// Looks at each line a program prints (without the prefix) until it
+/// returns true: how a `ready = { log = … }` check sees the line it waits
+/// for. Shared by the program's two streams; called on the copying thread.
+pub type LineHook = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// A line longer than this is passed on in pieces rather than held in memory.
 const MAX_LINE: usize = 1 << 20;
 
@@ -157,6 +162,7 @@ impl Output {
         index: usize,
         stream: Stream,
         from: impl Into<OwnedFd>,
+        hook: Option<LineHook>,
     ) -> io::Result<Pump> {
         let (alive, done) = mpsc::channel::<()>();
         let source = Source {
@@ -165,6 +171,7 @@ impl Output {
             stream,
             prefix: self.prefix(name, index, stream),
             partial: Vec::new(),
+            hook,
             _alive: alive,
         };
         let mut copier = self.copier.lock().unwrap_or_else(|p| p.into_inner());
@@ -253,16 +260,24 @@ impl Output {
             Err(_) => false,
         };
         let mut from = 0;
-        while let Some(end) = next_line(&s.partial[from..], !open) {
-            self.write_piece(s, &s.partial[from..from + end]);
+        let mut partial = std::mem::take(&mut s.partial);
+        while let Some(end) = next_line(&partial[from..], !open) {
+            self.write_piece(s, &partial[from..from + end]);
             from += end;
         }
-        s.partial.drain(..from);
+        partial.drain(..from);
+        s.partial = partial;
         open
     }
 
     /// A line (or a piece of one past [`MAX_LINE`]), prefixed, newline-ended.
-    fn write_piece(&self, s: &Source, piece: &[u8]) {
+    fn write_piece(&self, s: &mut Source, piece: &[u8]) {
+        if let Some(hook) = &s.hook {
+            let bare = piece.strip_suffix(b"\n").unwrap_or(piece);
+            if hook(bare.strip_suffix(b"\r").unwrap_or(bare)) {
+                s.hook = None;
+            }
+        }
         let mut line = Vec::with_capacity(s.prefix.len() + piece.len() + 1);
         line.extend_from_slice(&s.prefix);
         line.extend_from_slice(piece);
@@ -288,6 +303,8 @@ struct Source {
     prefix: Vec<u8>,
     /// What was read past the last whole line.
     partial: Vec<u8>,
+    /// Sees each line until it has found what it looks for.
+    hook: Option<LineHook>,
     /// Dropped with the source, once the pipe is drained: what
     /// [`Pump::finish`] waits for.
     _alive: mpsc::Sender<()>,

@@ -83,6 +83,29 @@ pub fn report(m: &Manifest) -> String {
                     .join(", ")
             ));
         }
+        if !p.needs.is_empty() {
+            parts.push(format!(
+                "needs {}",
+                p.needs
+                    .iter()
+                    .map(|&i| m.programs[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(r) = &p.ready {
+            parts.push(format!("ready: {}", r.check.describe()));
+        }
+        if let Some(w) = &p.watch {
+            parts.push(format!(
+                "watches {}",
+                w.paths
+                    .iter()
+                    .map(|p| p.strip_prefix(&m.dir).unwrap_or(p).display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         s.push_str(&format!("  {:width$}  {}\n", p.name, parts.join("; ")));
     }
     let mut conflicts = Vec::new();

@@ -49,6 +49,7 @@ pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
         restart: crate::manifest::Restart::No,
         max_restarts: 0,
         yields: false,
+        dev: Default::default(),
     };
     let opts = Options {
         stop_timeout: args.wait.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
@@ -58,6 +59,7 @@ pub fn execute(file: Option<&Path>, args: ExecArgs) -> Result<u8, Error> {
         logs: None,
         ready: None,
         remote,
+        systemd: false,
     };
     let specs = [spec];
     Ok(Supervisor::new(&specs, opts)?.run())

@@ -126,6 +126,12 @@ fn print_local(manifest: &Manifest, states: &[(crate::control::ProgramState, i32
         } else {
             String::new()
         };
+        // Restarts on change (`watch`) after a `+`: `0+3`.
+        let restarts = if s.change_restarts > 0 {
+            format!("{}+{}", s.restarts, s.change_restarts)
+        } else {
+            s.restarts.to_string()
+        };
         println!(
             "{:<width$}  {:<24}  {:>7}  {:>9}  {:>8}  {dbs}",
             s.program,
@@ -134,7 +140,7 @@ fn print_local(manifest: &Manifest, states: &[(crate::control::ProgramState, i32
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".to_owned()),
             uptime,
-            s.restarts
+            restarts
         );
     }
 }

@@ -9,14 +9,17 @@ use std::path::Path;
 use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::manifest::{Hold, Manifest};
-use crate::supervisor::{Options, Spec, Supervisor};
+use crate::supervisor::{Dev, Options, Spec, Supervisor};
 use dblaunch_lock::names::FILE_ENV;
 use dblaunch_lock::{Database, Request};
 
 pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     let manifest = crate::project::load_manifest(file)?;
     let chosen = crate::project::targets(&manifest, &args.targets)?;
-    let mut specs = specs(&manifest, &chosen)?;
+    let mut specs = specs(&manifest, &chosen, !args.no_watch)?;
+    for i in needed_only(&manifest, &args.targets, &chosen) {
+        specs[i].dev.needed_only = true;
+    }
     // `.env` beside the manifest: for every program, under its own `env`.
     let dotenv = crate::manifest::dotenv::load(&manifest.dir)?;
     for spec in &mut specs {
@@ -30,17 +33,35 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
             .iter()
             .any(|t| t == &manifest.programs[p].name || manifest.group(t).is_some());
         if pulled_in {
-            let dependents: Vec<&str> = specs
+            let after: Vec<&str> = specs
                 .iter()
                 .filter(|s| s.after.contains(&i))
                 .map(|s| s.name.as_str())
                 .collect();
-            tracing::info!(
-                "also running {}: {} run{} after it",
-                specs[i].name,
-                dependents.join(", "),
-                if dependents.len() == 1 { "s" } else { "" }
-            );
+            let needs: Vec<&str> = specs
+                .iter()
+                .filter(|s| s.dev.needs.contains(&i))
+                .map(|s| s.name.as_str())
+                .collect();
+            let plural = |v: &[&str], one: &'static str, many: &'static str| {
+                if v.len() == 1 { one } else { many }
+            };
+            let mut why = Vec::new();
+            if !after.is_empty() {
+                why.push(format!(
+                    "{} {} after it",
+                    after.join(", "),
+                    plural(&after, "runs", "run")
+                ));
+            }
+            if !needs.is_empty() {
+                why.push(format!(
+                    "{} {} it",
+                    needs.join(", "),
+                    plural(&needs, "needs", "need")
+                ));
+            }
+            tracing::info!("also running {}: {}", specs[i].name, why.join("; "));
         }
     }
     let (logs, ready) = if args.detached {
@@ -62,13 +83,32 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
         logs,
         ready,
         remote: crate::project::remote(Some(&manifest))?,
+        systemd: true,
     };
     Ok(Supervisor::new(&specs, opts)?.run())
 }
 
-/// The supervisor's view of the chosen programs; `after` indices are
-/// renumbered into the chosen list.
-fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
+/// The programs (indices into `chosen`) that run only because a program
+/// needs them: neither named in `targets` (or their groups) nor run
+/// `after` by one that is. They are stopped once the others have ended.
+fn needed_only(manifest: &Manifest, targets: &[String], chosen: &[usize]) -> Vec<usize> {
+    let Ok(named) = manifest.expand_with(targets, false) else {
+        return Vec::new();
+    };
+    let mut wanted = vec![false; manifest.programs.len()];
+    let mut stack = named;
+    while let Some(p) = stack.pop() {
+        if !std::mem::replace(&mut wanted[p], true) {
+            stack.extend(manifest.programs[p].after.iter().copied());
+        }
+    }
+    (0..chosen.len()).filter(|&i| !wanted[chosen[i]]).collect()
+}
+
+/// The supervisor's view of the chosen programs; `after` and `needs`
+/// indices are renumbered into the chosen list. `watch`: whether watched
+/// paths restart their programs (not with `run --no-watch`).
+fn specs(manifest: &Manifest, chosen: &[usize], watch: bool) -> Result<Vec<Spec>, Error> {
     // Programs usually share their databases: each is resolved (a few
     // system calls) once.
     let mut resolved: Vec<(&Path, Database, String)> = Vec::new();
@@ -126,6 +166,16 @@ fn specs(manifest: &Manifest, chosen: &[usize]) -> Result<Vec<Spec>, Error> {
                 restart: program.restart,
                 max_restarts: program.max_restarts,
                 yields: program.yields,
+                dev: Dev {
+                    needs: program
+                        .needs
+                        .iter()
+                        .filter_map(|a| chosen.iter().position(|c| c == a))
+                        .collect(),
+                    ready: program.ready.clone(),
+                    watch: program.watch.clone().filter(|_| watch),
+                    needed_only: false,
+                },
             })
         })
         .collect()

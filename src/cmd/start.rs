@@ -65,6 +65,9 @@ pub fn execute(file: Option<&Path>, args: RunArgs) -> Result<u8, Error> {
     if args.wait.no_wait {
         cmd.arg("--no-wait");
     }
+    if args.no_watch {
+        cmd.arg("--no-watch");
+    }
     if let Some(t) = args.wait.stop_timeout {
         cmd.arg("--stop-timeout")
             .arg(humantime::format_duration(t).to_string());

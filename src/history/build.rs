@@ -136,6 +136,8 @@ fn build_with(
             }
             Kind::Foreign => marks.push(mark(MarkKind::Foreign, l.behind.first().cloned())),
             Kind::Yielded => marks.push(mark(MarkKind::Yielded, l.behind.first().cloned())),
+            // Readiness is the program's, not the lock's: no mark.
+            Kind::Ready => {}
         }
     }
     let last = lines.last().and_then(Line::time).unwrap_or(now);

@@ -53,6 +53,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// An empty string, or an argv whose program is empty.
+    pub fn is_blank(&self) -> bool {
+        match self {
+            Command::Shell(s) => s.trim().is_empty(),
+            Command::Argv(v) => v.first().is_none_or(|c| c.trim().is_empty()),
+        }
+    }
+
+    /// The argv to start: the array, or `sh -c STRING`.
     pub fn argv(&self) -> Vec<String> {
         match self {
             Command::Argv(v) => v.clone(),
@@ -88,6 +97,70 @@ pub struct Program {
     pub max_restarts: u32,
     /// Gives way to conflicting waiters (stopped, then queued again).
     pub yields: bool,
+    /// Indices of the programs that must be running and ready first (and
+    /// that are stopped only after it).
+    pub needs: Vec<usize>,
+    /// When it counts as up, for what needs it (boxed, as `watch`: most
+    /// programs have neither, and every launch copies its programs).
+    pub ready: Option<Box<Ready>>,
+    /// What restarts it when it changes.
+    pub watch: Option<Box<Watch>>,
+}
+
+/// `ready`: a check that says a running program is up.
+#[derive(Clone, Debug)]
+pub struct Ready {
+    pub check: Check,
+    /// Between two tries of the check.
+    pub interval: Duration,
+    /// Not ready this long after it started: it is stopped, and fails.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum Check {
+    /// `HOST:PORT` accepts a connection.
+    Tcp(String),
+    /// A GET of `url` answers 2xx. `address` is `HOST:PORT` to connect to,
+    /// `host` the Host header, `path` the request's target.
+    Http {
+        url: String,
+        address: String,
+        host: String,
+        path: String,
+    },
+    /// The command exits 0.
+    Exec(Command),
+    /// The program prints a line that matches (stdout or stderr).
+    Log(regex::Regex),
+    /// The program sends READY=1 to `$NOTIFY_SOCKET`.
+    Notify,
+}
+
+impl Check {
+    /// What the check is, for messages: `tcp 127.0.0.1:5432`.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Tcp(a) => format!("tcp {a}"),
+            Check::Http { url, .. } => format!("http {url}"),
+            Check::Exec(c) => match c {
+                Command::Shell(s) => format!("exec `{s}`"),
+                Command::Argv(v) => format!("exec `{}`", v.join(" ")),
+            },
+            Check::Log(r) => format!("log /{}/", r.as_str()),
+            Check::Notify => "notify (READY=1)".to_owned(),
+        }
+    }
+}
+
+/// `watch`: paths whose changes restart the program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// Absolute; each exists (checked when the manifest was read).
+    pub paths: Vec<PathBuf>,
+    /// More patterns to ignore, as lines of a `.gitignore`.
+    pub ignore: Vec<String>,
+    pub debounce: Duration,
 }
 
 /// Who takes a program's locks (`hold`).
@@ -155,7 +228,7 @@ impl Manifest {
     }
 
     /// As [`Manifest::expand`]; `with_after` says whether to pull in what
-    /// the chosen programs run after (`run` does, `stop` does not).
+    /// the chosen programs run after or need (`run` does, `stop` does not).
     pub fn expand_with(
         &self,
         targets: &[String],
@@ -179,14 +252,16 @@ impl Manifest {
         if !unknown.is_empty() {
             return Err(unknown);
         }
-        // Pull in what the chosen programs run after (validated acyclic).
+        // Pull in what the chosen programs run after or need (validated
+        // acyclic).
         let mut stack: Vec<usize> = if with_after {
             (0..chosen.len()).filter(|&i| chosen[i]).collect()
         } else {
             Vec::new()
         };
         while let Some(i) = stack.pop() {
-            for &d in &self.programs[i].after {
+            let program = &self.programs[i];
+            for &d in program.after.iter().chain(&program.needs) {
                 if !chosen[d] {
                     chosen[d] = true;
                     stack.push(d);

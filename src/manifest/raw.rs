@@ -13,6 +13,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::Diagnostic;
+use super::shapes::{RawCommand, article};
 
 // Unknown keys are found by `unknown_keys`, not serde's deny_unknown_fields,
 // so that one misspelt key does not hide every other error of its table.
@@ -27,16 +28,6 @@ pub struct RawSettings {
 pub struct RawBackend {
     pub url: Option<Spanned<String>>,
     pub lease: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "command must be a string (run with `sh -c`) or an array of strings (argv)"
-)]
-pub enum RawCommand {
-    Shell(String),
-    Argv(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +54,12 @@ pub struct RawProgram {
     /// Stop gracefully when someone queues for its databases in a
     /// conflicting mode, and come back after them.
     pub yields: Option<Spanned<bool>>,
+    /// Programs that must be running and ready before it starts.
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
+    /// `ready` and `watch`, read by `devloop.rs` (`watch` has two shapes).
+    #[serde(skip)]
+    pub devloop: super::devloop::RawDevloop,
 }
 
 /// The sections, in document order.
@@ -82,7 +79,7 @@ pub struct Raw {
 }
 
 const SETTINGS_KEYS: [&str; 2] = ["stop_timeout", "wait"];
-const PROGRAM_KEYS: [&str; 11] = [
+const PROGRAM_KEYS: [&str; 14] = [
     "command",
     "cwd",
     "env",
@@ -94,6 +91,9 @@ const PROGRAM_KEYS: [&str; 11] = [
     "restart",
     "max_restarts",
     "yields",
+    "needs",
+    "ready",
+    "watch",
 ];
 
 fn unknown_keys(
@@ -230,8 +230,11 @@ pub fn parse(text: &str) -> (Raw, Vec<Diagnostic>) {
                         continue;
                     }
                     unknown_keys(program, &PROGRAM_KEYS, &what, &mut diags);
+                    let devloop = super::devloop::read(program, name.get_ref(), &mut diags);
                     match deserialize::<RawProgram>(program, &mut diags, &what) {
-                        Some(p) => raw.programs.push((owned(name), p)),
+                        Some(p) => raw
+                            .programs
+                            .push((owned(name), RawProgram { devloop, ..p })),
                         None => raw.broken_programs.push(name.get_ref().to_string()),
                     }
                 }
@@ -336,13 +339,4 @@ fn owned(k: &Spanned<std::borrow::Cow<'_, str>>) -> Spanned<String> {
 
 fn spanned<T, U>(at: &Spanned<T>, value: U) -> Spanned<U> {
     Spanned::new(at.span(), value)
-}
-
-fn article(type_str: &str) -> String {
-    let a = if type_str.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    };
-    format!("{a} {type_str}")
 }

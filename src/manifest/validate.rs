@@ -2,7 +2,7 @@
 //! duration and cycle is collected as a [`Diagnostic`] pointing at its place
 //! in the file, so one `dblaunch check` shows them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,10 +11,9 @@ use toml::Spanned;
 
 use super::error::Diagnostic;
 use super::model::{
-    Command, DEFAULT_MAX_RESTARTS, DbRef, Hold, Manifest, Program, Restart, Settings, is_path,
-    normalize,
+    DEFAULT_MAX_RESTARTS, DbRef, Hold, Manifest, Program, Restart, Settings, is_path, normalize,
 };
-use super::raw::{Raw, RawCommand, RawProgram};
+use super::raw::{Raw, RawProgram};
 use super::suggest::closest;
 
 fn suggest(d: Diagnostic, name: &str, known: &[&str], kind: &str) -> Diagnostic {
@@ -221,7 +220,7 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
             diags,
         ));
     }
-    after_cycles(&raw, &programs, diags);
+    super::cycles::after_cycles(&raw, &programs, diags);
 
     // [groups]
     let mut groups = Vec::new();
@@ -266,7 +265,7 @@ pub fn validate(path: &Path, raw: Raw, diags: &mut Vec<Diagnostic>) -> Manifest 
             members.iter().map(|m| m.get_ref().clone()).collect(),
         ));
     }
-    group_cycles(&raw, diags);
+    super::cycles::group_cycles(&raw, diags);
 
     Manifest {
         path: path.to_path_buf(),
@@ -296,14 +295,8 @@ fn program(
     diags: &mut Vec<Diagnostic>,
 ) -> Program {
     let pname = name.get_ref();
-    let command = match rp.command.get_ref() {
-        RawCommand::Shell(s) => Command::Shell(s.clone()),
-        RawCommand::Argv(v) => Command::Argv(v.clone()),
-    };
-    let empty = match &command {
-        Command::Shell(s) => s.trim().is_empty(),
-        Command::Argv(v) => v.first().is_none_or(|c| c.trim().is_empty()),
-    };
+    let command = rp.command.get_ref().to_command();
+    let empty = command.is_blank();
     if empty {
         diags.push(
             Diagnostic::new(
@@ -426,6 +419,51 @@ fn program(
             )),
         }
     }
+    let mut needs = Vec::new();
+    for a in &rp.needs {
+        match program_names.iter().position(|n| n == a.get_ref()) {
+            Some(i) if i < program_names.len() && program_names[i] == pname => diags.push(
+                Diagnostic::new(format!("program `{pname}` needs itself"), Some(a.span()))
+                    .help("`needs` names the programs that must be up before this one starts"),
+            ),
+            Some(i) => needs.push(i),
+            None if all_program_names.contains(&a.get_ref().as_str()) => {}
+            None if group_names.contains(&a.get_ref().as_str()) => diags.push(
+                Diagnostic::new(
+                    format!(
+                        "program `{pname}` needs `{}`, which is a group",
+                        a.get_ref()
+                    ),
+                    Some(a.span()),
+                )
+                .help("`needs` takes program names; list the group's programs instead"),
+            ),
+            None => diags.push(suggest(
+                Diagnostic::new(
+                    format!(
+                        "program `{pname}` needs `{}`, which is not a program",
+                        a.get_ref()
+                    ),
+                    Some(a.span()),
+                ),
+                a.get_ref(),
+                program_names,
+                "programs",
+            )),
+        }
+    }
+    let ready = rp
+        .devloop
+        .ready
+        .as_ref()
+        .and_then(|r| super::devloop::ready(r, pname, diags))
+        .map(Box::new);
+    let watch = rp
+        .devloop
+        .watch
+        .as_ref()
+        .and_then(|w| super::devloop::watch(w, pname, dir, diags))
+        .map(Box::new);
     let stop_signal = match &rp.stop_signal {
         Some(s) => parse_signal(s.get_ref()).unwrap_or_else(|| {
             diags.push(
@@ -477,6 +515,9 @@ fn program(
         restart,
         max_restarts,
         yields: rp.yields.as_ref().is_some_and(|y| *y.get_ref()),
+        needs,
+        ready,
+        watch,
     }
 }
 
@@ -541,113 +582,6 @@ pub fn same_database(a: &Path, b: &Path) -> bool {
         }
     };
     a == b || canon(a) == canon(b)
-}
-
-/// `after` must not loop: print each cycle once, as a path.
-fn after_cycles(raw: &Raw, programs: &[Program], diags: &mut Vec<Diagnostic>) {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Colour {
-        New,
-        Active,
-        Done,
-    }
-    fn visit(
-        i: usize,
-        programs: &[Program],
-        colours: &mut [Colour],
-        stack: &mut Vec<usize>,
-        cycles: &mut Vec<Vec<usize>>,
-    ) {
-        colours[i] = Colour::Active;
-        stack.push(i);
-        for &d in &programs[i].after {
-            match colours[d] {
-                Colour::New => visit(d, programs, colours, stack, cycles),
-                Colour::Active => {
-                    let from = stack.iter().position(|&s| s == d).unwrap_or(0);
-                    cycles.push(stack[from..].to_vec());
-                }
-                Colour::Done => {}
-            }
-        }
-        stack.pop();
-        colours[i] = Colour::Done;
-    }
-    let mut colours = vec![Colour::New; programs.len()];
-    let mut cycles = Vec::new();
-    for i in 0..programs.len() {
-        if colours[i] == Colour::New {
-            visit(i, programs, &mut colours, &mut Vec::new(), &mut cycles);
-        }
-    }
-    for cycle in cycles {
-        let first = cycle[0];
-        let mut names: Vec<&str> = cycle.iter().map(|&i| programs[i].name.as_str()).collect();
-        names.push(&programs[first].name);
-        // `names` runs "a after b after c": show it in running order.
-        names.reverse();
-        let span = raw.programs[first]
-            .1
-            .after
-            .first()
-            .map(|a| a.span())
-            .or(Some(raw.programs[first].0.span()));
-        diags.push(
-            Diagnostic::new(
-                format!("`after` goes round in a circle: {}", names.join(" → ")),
-                span,
-            )
-            .help("no program in a circle can ever start; remove one of these `after` entries"),
-        );
-    }
-}
-
-fn group_cycles(raw: &Raw, diags: &mut Vec<Diagnostic>) {
-    let groups: BTreeMap<&str, &Vec<Spanned<String>>> = raw
-        .groups
-        .iter()
-        .map(|(n, m)| (n.get_ref().as_str(), m))
-        .collect();
-    for (name, _) in &raw.groups {
-        // Depth-first from each group; a path back to it is a cycle.
-        let mut stack = vec![(name.get_ref().as_str(), vec![name.get_ref().as_str()])];
-        let mut found = None;
-        while let Some((g, path)) = stack.pop() {
-            if path.len() > groups.len() + 1 {
-                continue;
-            }
-            for m in groups.get(g).map(|v| v.as_slice()).unwrap_or(&[]) {
-                let m = m.get_ref().as_str();
-                if m == name.get_ref() {
-                    let mut p = path.clone();
-                    p.push(m);
-                    found = Some(p);
-                    break;
-                }
-                if groups.contains_key(m) && !path.contains(&m) {
-                    let mut p = path.clone();
-                    p.push(m);
-                    stack.push((m, p));
-                }
-            }
-            if found.is_some() {
-                break;
-            }
-        }
-        if let Some(path) = found {
-            diags.push(
-                Diagnostic::new(
-                    format!(
-                        "group `{}` contains itself: {}",
-                        name.get_ref(),
-                        path.join(" → ")
-                    ),
-                    Some(name.span()),
-                )
-                .help("remove one of the nested group names"),
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct Launch<'a> {
     /// process group.
     pub terminal: Option<RawFd>,
     pub stdio: Stdio,
+    /// Variables of dblaunch's own environment the program does not get
+    /// (unless `env` sets them).
+    pub hide: &'a [&'a str],
 }
 
 /// A started program. Its pid is also its process group id.
@@ -175,6 +178,12 @@ impl Prepared {
                     && !settings.iter().any(|(k, _)| k.as_bytes() == name)
             })
             .collect();
+        // Apart, so that the common case (nothing hidden: `exec`) runs the
+        // filter above as it was: inlined into the spawn.
+        let mut kept = kept;
+        if !launch.hide.is_empty() {
+            kept.retain(|&(name, _)| !launch.hide.iter().any(|h| h.as_bytes() == name));
+        }
         let settings_c = settings
             .iter()
             .map(|(k, v)| c(format!("{k}={v}").as_bytes()))
@@ -461,6 +470,7 @@ mod tests {
             inherit: &[],
             terminal: None,
             stdio: Stdio::Inherit,
+            hide: &[],
         };
         let prepared = Prepared::new(&launch, "prog").unwrap();
         let envp = strings(&prepared.envp_ptrs());
@@ -489,6 +499,7 @@ mod tests {
             inherit: &[],
             terminal: None,
             stdio: Stdio::Inherit,
+            hide: &[],
         };
         let prepared = Prepared::new(&launch, "prog").unwrap();
         let ours: Vec<String> = std::env::vars_os()

@@ -13,7 +13,7 @@ use std::time::Instant;
 use dblaunch_lock::{Holder, Mode};
 
 use crate::error::Error;
-use crate::output::{Output, Pump, Stream};
+use crate::output::{LineHook, Output, Pump, Stream};
 use crate::process::Stdio;
 
 use super::spec::Spec;
@@ -27,6 +27,13 @@ pub(super) struct Console {
     wait_line: WaitLine,
     /// Lifecycle lines at info level; otherwise debug.
     announce: bool,
+}
+
+fn reads_lines(spec: &Spec) -> bool {
+    matches!(
+        spec.dev.ready.as_ref().map(|r| &r.check),
+        Some(crate::manifest::Check::Log(_))
+    )
 }
 
 impl Console {
@@ -46,7 +53,8 @@ impl Console {
                 ),
                 None,
             ),
-            None if specs.len() == 1 => (None, foreground_terminal()),
+            // A `ready = { log = … }` check reads the program's lines.
+            None if specs.len() == 1 && !reads_lines(&specs[0]) => (None, foreground_terminal()),
             None => (
                 Some(Output::new(specs.iter().map(|s| s.name.as_str()))),
                 None,
@@ -93,14 +101,15 @@ impl Console {
         i: usize,
         stdout: Option<ChildStdout>,
         stderr: Option<ChildStderr>,
+        hook: Option<LineHook>,
     ) -> Vec<Pump> {
         let mut pumps = Vec::new();
         if let Some(out) = &self.output {
             if let Some(o) = stdout {
-                pumps.extend(out.pump(name, i, Stream::Stdout, o).ok());
+                pumps.extend(out.pump(name, i, Stream::Stdout, o, hook.clone()).ok());
             }
             if let Some(e) = stderr {
-                pumps.extend(out.pump(name, i, Stream::Stderr, e).ok());
+                pumps.extend(out.pump(name, i, Stream::Stderr, e, hook).ok());
             }
         }
         pumps

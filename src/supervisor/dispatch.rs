@@ -12,12 +12,16 @@ use crate::control::Listener;
 use crate::error::Error;
 use crate::events::{Event, Events};
 use crate::process::{Group, reap_exited};
+use crate::sdnotify::{ProgramSocket, Systemd};
 use crate::signals;
+use crate::watch::Watcher;
 use dblaunch_lock::Released;
 
+use super::changes;
 use super::console::Console;
 use super::context::Context;
 use super::lifecycle;
+use super::readiness;
 use super::recorder::Recorder;
 use super::requests;
 use super::spec::{Options, Spec};
@@ -33,13 +37,25 @@ pub struct Supervisor<'a> {
     console: Console,
     verdict: Verdict,
     _control: Option<Listener>,
+    /// systemd's socket, when started as a `Type=notify` service.
+    systemd: Option<Systemd>,
+    /// READY=1 (then STOPPING=1) went to systemd.
+    told_ready: bool,
+    told_stopping: bool,
+    /// The run waits for changes: said once.
+    said_waiting: bool,
+    /// Some program needs another, has a `ready` check or watches paths,
+    /// or systemd listens.
+    dev_loop: bool,
     /// Tickets that programs let go of since the loop last slept (see
     /// [`Context::released`]).
     released: Released,
 }
 
 impl<'a> Supervisor<'a> {
-    pub fn new(specs: &'a [Spec], opts: Options) -> Result<Supervisor<'a>, Error> {
+    pub fn new(specs: &'a [Spec], mut opts: Options) -> Result<Supervisor<'a>, Error> {
+        // Nothing to hide from the programs, nobody to tell.
+        opts.systemd = opts.systemd && std::env::var_os(crate::sdnotify::NOTIFY_SOCKET).is_some();
         let mut events = Events::new().map_err(|source| Error::Io {
             action: "install signal handlers".to_owned(),
             source,
@@ -62,6 +78,38 @@ impl<'a> Supervisor<'a> {
                 }
             }
         }
+        if specs.iter().any(|s| s.dev.watch.is_some()) {
+            let project = opts.control.clone().unwrap_or_default();
+            let databases: Vec<std::path::PathBuf> = specs
+                .iter()
+                .flat_map(|s| s.locks.iter().map(|r| r.db.path().to_path_buf()))
+                .collect();
+            let mut watcher = Watcher::new(&project, &databases).map_err(|source| Error::Io {
+                action: "watch files".to_owned(),
+                source,
+            })?;
+            for (i, spec) in specs.iter().enumerate() {
+                if let Some(w) = &spec.dev.watch {
+                    watcher
+                        .add(i, &w.paths, &w.ignore)
+                        .map_err(|source| Error::Io {
+                            action: format!("watch the paths of {}", spec.name),
+                            source,
+                        })?;
+                }
+            }
+            events.watch_files(watcher);
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            if let Some(crate::manifest::Check::Notify) = spec.dev.ready.as_ref().map(|r| &r.check)
+            {
+                let socket = ProgramSocket::bind(&spec.name, i).map_err(|source| Error::Io {
+                    action: format!("make the notify socket of {}", spec.name),
+                    source,
+                })?;
+                events.listen_for_ready(i, socket);
+            }
+        }
         let control = match &opts.control {
             Some(dir) => {
                 let listening = events
@@ -80,6 +128,7 @@ impl<'a> Supervisor<'a> {
             }
             None => None,
         };
+        let opts_systemd = opts.systemd;
         Ok(Supervisor {
             recorder: Recorder::new(specs.len(), opts.remote.as_ref()),
             table: Table::new(specs),
@@ -88,6 +137,21 @@ impl<'a> Supervisor<'a> {
             console,
             verdict: Verdict::default(),
             _control: control,
+            systemd: if opts_systemd {
+                Systemd::from_env()
+            } else {
+                None
+            },
+            told_ready: false,
+            told_stopping: false,
+            said_waiting: false,
+            dev_loop: opts_systemd
+                || specs.iter().any(|s| {
+                    !s.dev.needs.is_empty()
+                        || s.dev.ready.is_some()
+                        || s.dev.watch.is_some()
+                        || s.dev.needed_only
+                }),
             released: Released::default(),
         })
     }
@@ -108,10 +172,30 @@ impl<'a> Supervisor<'a> {
     /// Runs every program to its end; returns the run's exit status.
     pub fn run(mut self) -> u8 {
         loop {
+            // The dev loop's work, for runs that use it: a run without it
+            // hands its locks on as fast as before.
+            if self.dev_loop {
+                changes::due(&mut self.context());
+            }
             lifecycle::step_all(&mut self.context());
+            if self.dev_loop && lifecycle::release_needed(&mut self.context()) {
+                lifecycle::step_all(&mut self.context());
+            }
             requests::report_ready(&self.table, &mut self.opts.ready);
+            if self.dev_loop {
+                self.tell_systemd();
+            }
             if self.table.all_done() {
-                break;
+                if !self.table.watching() || self.verdict.stopping() {
+                    break;
+                }
+                if !std::mem::replace(&mut self.said_waiting, true) {
+                    tracing::info!(
+                        "every program has ended; waiting for a change of a watched path (Ctrl-C to end)"
+                    );
+                }
+            } else {
+                self.said_waiting = false;
             }
             // Tidying and history wait until whatever could start has started.
             self.released = Released::default();
@@ -129,10 +213,23 @@ impl<'a> Supervisor<'a> {
                         lifecycle::yield_if_waited_for(&mut cx, i);
                     }
                 }
+                Some(Event::Checked {
+                    program,
+                    pid,
+                    outcome,
+                }) => readiness::checked(&mut self.context(), program, pid, outcome),
+                Some(Event::Changed(program, path)) => {
+                    changes::changed(&mut self.context(), program, path)
+                }
                 None => self.console.tick(),
             }
         }
         self.console.clear();
+        if let Some(sd) = &self.systemd {
+            if !self.told_stopping {
+                sd.send("STOPPING=1");
+            }
+        }
         self.recorder.flush_before_exit();
         self.console.take_terminal_back();
         reap_exited();
@@ -147,13 +244,45 @@ impl<'a> Supervisor<'a> {
 
     fn reap(&mut self) {
         for (pid, kind) in reap_exited() {
+            let mut found = false;
             for s in self.table.states_mut() {
                 if let State::Running(r) = s {
                     if r.pid == pid {
                         r.exit = Some(kind);
+                        found = true;
                     }
                 }
             }
+            if !found {
+                readiness::reaped(&mut self.context(), pid, kind);
+            }
+        }
+    }
+
+    /// systemd (a `Type=notify` service): READY=1 once every program is
+    /// running and ready, or has exited 0; STOPPING=1 when the run stops.
+    fn tell_systemd(&mut self) {
+        let Some(sd) = &self.systemd else {
+            return;
+        };
+        if !self.told_ready && !self.verdict.stopping() {
+            let up = self.table.states().iter().all(|s| match s {
+                State::Running(r) => r.readiness.up() && r.exit.is_none(),
+                State::Done(e) => e.success(),
+                _ => false,
+            });
+            if up {
+                self.told_ready = true;
+                sd.send(&format!(
+                    "READY=1\nSTATUS={} program{} up",
+                    self.table.len(),
+                    if self.table.len() == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        if !self.told_stopping && self.verdict.stopping() {
+            self.told_stopping = true;
+            sd.send("STOPPING=1");
         }
     }
 
@@ -197,10 +326,11 @@ impl<'a> Supervisor<'a> {
                         }
                     );
                 }
+                // What needs a program is stopped first: each gets the
+                // signal once nothing that needs it runs.
+                let mut cx = self.context();
                 for i in running {
-                    if let State::Running(r) = self.table.state_mut(i) {
-                        r.ask_to_stop(signal, self.opts.stop_timeout);
-                    }
+                    readiness::stop_in_order(&mut cx, i, signal);
                 }
             }
             Some(_) if signal == SIGINT => {
@@ -243,6 +373,9 @@ impl<'a> Supervisor<'a> {
                     if let (Some(k), None) = (r.kill_at, r.killed_at) {
                         earliest(k);
                     }
+                    if let Some(t) = readiness::deadline(r) {
+                        earliest(t);
+                    }
                     if r.exit.is_some() {
                         // Not every member's death is reported to us.
                         shortest(&mut tick, Duration::from_millis(50));
@@ -251,6 +384,13 @@ impl<'a> Supervisor<'a> {
                 State::Backoff { until, .. } => earliest(*until),
                 State::Pending | State::Done(_) => {}
             }
+        }
+        if let Some(t) = (0..self.table.len())
+            .filter(|_| self.dev_loop)
+            .filter_map(|i| self.table.change(i).map(|(at, _)| *at))
+            .min()
+        {
+            earliest(t);
         }
         if self.console.ticking() {
             shortest(&mut tick, Duration::from_secs(1));

@@ -18,9 +18,10 @@ use dblaunch_lock::{Held, Holder, LockError, Mode, Progress, round};
 
 use super::acquire;
 use super::context::Context;
+use super::readiness;
 use super::recorder::Recorder;
 use super::spec::{Options, STABLE_RUN, Spec, backoff};
-use super::state::{End, Running, State, Waiter};
+use super::state::{End, Readiness, Running, State, Waiter};
 
 /// A program's next state, and whether it moved on.
 enum Next {
@@ -103,10 +104,23 @@ fn from_pending(cx: &mut Context<'_, '_>, i: usize) -> Next {
         );
         return Next::Moved(finish(cx, i, End::Skipped));
     }
-    if spec
-        .after
-        .iter()
-        .all(|&d| cx.table.ended_well(d) == Some(true))
+    let needs = match readiness::needs_met(cx.table, i) {
+        Ok(met) => met,
+        Err((d, why)) => {
+            let message = format!(
+                "not started: it needs {}, which {why}",
+                cx.table.spec(d).name
+            );
+            tracing::warn!("{}: {message}", spec.name);
+            cx.table.set_note(i, Some(message));
+            return Next::Moved(finish(cx, i, End::Skipped));
+        }
+    };
+    if needs
+        && spec
+            .after
+            .iter()
+            .all(|&d| cx.table.ended_well(d) == Some(true))
     {
         return Next::Moved(queue(cx, i));
     }
@@ -179,6 +193,12 @@ fn from_foreign(
 /// Running: once it has exited and its whole process group is gone, it
 /// has ended; leftovers in its group are stopped, and killed on time.
 fn from_running(cx: &mut Context<'_, '_>, i: usize, mut r: Box<Running>) -> Next {
+    if r.stop_deferred.is_some() {
+        readiness::stop_when_free(cx, i, &mut r);
+    }
+    if matches!(r.readiness, Readiness::Starting { .. }) {
+        readiness::step(cx, i, &mut r);
+    }
     let now = Instant::now();
     let group = Group(r.pid);
     let name = &cx.table.spec(i).name;
@@ -228,6 +248,44 @@ fn from_backoff(cx: &mut Context<'_, '_>, i: usize, until: Instant, last: ExitKi
         return Next::Moved(queue(cx, i));
     }
     Next::Stay(State::Backoff { until, last })
+}
+
+/// Once every program has ended but those that run only because another
+/// needs them (and no program watches paths, which keeps a run going),
+/// those are stopped, what needs them before them. True if it stopped any.
+pub(super) fn release_needed(cx: &mut Context<'_, '_>) -> bool {
+    if cx.verdict.stopping() || cx.table.watching() {
+        return false;
+    }
+    let n = cx.table.len();
+    let needed_only = |cx: &Context<'_, '_>, i: usize| cx.table.spec(i).dev.needed_only;
+    if !(0..n).all(|i| needed_only(cx, i) || cx.table.is_done(i)) {
+        return false;
+    }
+    let mut any = false;
+    for i in 0..n {
+        if !needed_only(cx, i) || cx.table.is_done(i) {
+            continue;
+        }
+        let signal = cx.table.spec(i).stop_signal;
+        match cx.table.state_mut(i) {
+            State::Running(r) => {
+                if !r.ending {
+                    r.ending = true;
+                    any = true;
+                    readiness::stop_in_order(cx, i, signal);
+                }
+            }
+            _ => {
+                let state = cx.table.take(i);
+                give_up(state);
+                let done = finish(cx, i, End::NotStarted);
+                cx.table.put(i, done);
+                any = true;
+            }
+        }
+    }
+    any
 }
 
 /// Leaves the queue (or lets go of locks taken but not yet used) for a
@@ -281,6 +339,15 @@ fn spawn(cx: &mut Context<'_, '_>, i: usize, mut held: Held) -> State {
     let mut env = spec.env.clone();
     env.push(("DBLAUNCH_PROGRAM".to_owned(), spec.name.clone()));
     env.extend(held.fencing_env());
+    if matches!(
+        spec.dev.ready.as_ref().map(|r| &r.check),
+        Some(crate::manifest::Check::Notify)
+    ) {
+        env.push((
+            crate::sdnotify::NOTIFY_SOCKET.to_owned(),
+            crate::sdnotify::ProgramSocket::name_for(&spec.name, i),
+        ));
+    }
     let launch = Launch {
         argv: &spec.argv,
         cwd: spec.cwd.as_deref(),
@@ -288,6 +355,7 @@ fn spawn(cx: &mut Context<'_, '_>, i: usize, mut held: Held) -> State {
         inherit: &fds,
         terminal: cx.console.terminal(),
         stdio: cx.console.stdio(),
+        hide: cx.opts.hidden_env(),
     };
     let child = match process::spawn(&launch) {
         Ok(c) => c,
@@ -316,7 +384,10 @@ fn spawn(cx: &mut Context<'_, '_>, i: usize, mut held: Held) -> State {
             }));
         }
     }
-    let pumps = cx.console.pump(&spec.name, i, child.stdout, child.stderr);
+    let hook = log_hook(cx, i, child.pid);
+    let pumps = cx
+        .console
+        .pump(&spec.name, i, child.stdout, child.stderr, hook);
     cx.console.announce(format_args!(
         "{}started (pid {})",
         cx.table.prefix(i),
@@ -335,6 +406,10 @@ fn spawn(cx: &mut Context<'_, '_>, i: usize, mut held: Held) -> State {
         kill_at: None,
         killed_at: None,
         pumps,
+        readiness: readiness::begin(spec, Instant::now()),
+        stop_deferred: None,
+        change_restart: false,
+        ending: false,
     });
     match cx.verdict.stopped_by() {
         // A stop that came before the spawn reaches it too.
@@ -349,6 +424,34 @@ fn spawn(cx: &mut Context<'_, '_>, i: usize, mut held: Held) -> State {
     State::Running(r)
 }
 
+/// For a `ready = { log = … }` check: looks at program `i`'s lines (of
+/// its run of pid `pid`) until one matches, and says so with an event.
+fn log_hook(cx: &mut Context<'_, '_>, i: usize, pid: i32) -> Option<crate::output::LineHook> {
+    let Some(crate::manifest::Check::Log(regex)) =
+        cx.table.spec(i).dev.ready.as_ref().map(|r| &r.check)
+    else {
+        return None;
+    };
+    let notifier = cx.events.notifier().ok()?;
+    let regex = regex.clone();
+    let found = std::sync::atomic::AtomicBool::new(false);
+    Some(std::sync::Arc::new(move |line: &[u8]| {
+        if found.load(std::sync::atomic::Ordering::Relaxed)
+            || !regex.is_match(&String::from_utf8_lossy(line))
+        {
+            return false;
+        }
+        if !found.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            notifier.send(Event::Checked {
+                program: i,
+                pid,
+                outcome: Ok(()),
+            });
+        }
+        true
+    }))
+}
+
 /// The program's group is empty: its output is drained, its locks go.
 fn ended(cx: &mut Context<'_, '_>, i: usize, mut r: Running) -> State {
     // Pipes end when the last writer is gone; a process that escaped
@@ -357,6 +460,7 @@ fn ended(cx: &mut Context<'_, '_>, i: usize, mut r: Running) -> State {
     for p in std::mem::take(&mut r.pumps) {
         p.finish(until);
     }
+    readiness::end(&mut r);
     let spec = cx.table.spec(i);
     let name = spec.name.clone();
     let prefix = cx.table.prefix(i);
@@ -402,6 +506,33 @@ fn ended(cx: &mut Context<'_, '_>, i: usize, mut r: Running) -> State {
             ));
         }
         return finish(cx, i, End::Stopped);
+    }
+    if r.change_restart && !stopping {
+        cx.console.announce(format_args!(
+            "{prefix}{how} after {after}; starting it again (a watched path changed)"
+        ));
+        cx.table.count_change_restart(i);
+        cx.table.set_note(i, None);
+        *cx.table.restarts_mut(i) = 0;
+        return State::Backoff {
+            until: Instant::now(),
+            last: exit,
+        };
+    }
+    if let Readiness::TimedOut = r.readiness {
+        cx.console
+            .announce(format_args!("{prefix}{how} after {after}"));
+        return finish(cx, i, End::Failed(crate::error::code::FAILURE));
+    }
+    if r.ending {
+        cx.console.announce(format_args!(
+            "{prefix}stopped, as nothing needs it any more: {how} after {after}"
+        ));
+        return finish(cx, i, End::Stopped);
+    }
+    if matches!(r.readiness, Readiness::Starting { .. }) {
+        cx.table
+            .set_note(i, Some(format!("{how} before it was ready")));
     }
     if r.restart_requested && !stopping {
         tracing::info!("{prefix}{how} after {after}; starting it again");

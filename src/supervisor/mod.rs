@@ -9,6 +9,8 @@
 //! | `dispatch.rs` | the loop: owns the parts below; events in, one at a time; signals; deadlines |
 //! | `lifecycle.rs` | the transitions: each a function from a program's state to its next |
 //! | `acquire.rs` | the transitions that get a program's locks: queue, wait, hand-off |
+//! | `readiness.rs` | `ready` and `needs`: tries of a check, up or timed out; a start waits for what it needs, a stop for what needs it |
+//! | `changes.rs` | `watch`: a change, its debounce, the restart |
 //! | `requests.rs` | calls from `stop`, `restart`, `ps`; the report to `start` |
 //! | `context.rs` | the parts the loop lends to whoever handles an event |
 //! | `table.rs` | the run's programs: spec, state and restart count of each |
@@ -20,7 +22,8 @@
 //! | `spec.rs` | what to run and how (`Spec`, `Options`), back-off |
 //!
 //! Imports go one way: `dispatch` uses `requests` and `lifecycle`;
-//! `requests` uses `lifecycle`, which uses `acquire`; those three reach the
+//! `requests` uses `lifecycle`, which uses `acquire` and `readiness`;
+//! `dispatch` also uses `changes` and `readiness`; those reach the
 //! parts (`table`, `recorder`, `console`, `verdict`) through `context`; the
 //! parts use the data (`state`, `spec`, `terminal`). Nothing imports back
 //! up.
@@ -29,10 +32,12 @@
 //! gone.
 
 mod acquire;
+mod changes;
 mod console;
 mod context;
 mod dispatch;
 mod lifecycle;
+mod readiness;
 mod recorder;
 mod requests;
 mod spec;
@@ -42,4 +47,4 @@ mod terminal;
 mod verdict;
 
 pub use dispatch::Supervisor;
-pub use spec::{Options, Spec, backoff};
+pub use spec::{Dev, Options, Spec, backoff};

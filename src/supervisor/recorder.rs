@@ -18,7 +18,7 @@ use crate::process::ExitKind;
 use crate::signals;
 
 use super::spec::Spec;
-use super::state::Running;
+use super::state::{Readiness, Running};
 
 pub(super) struct Recorder {
     journal: Journal,
@@ -202,14 +202,27 @@ impl Recorder {
         self.write(spec, &line);
     }
 
+    /// Program `spec`, running as `r`, passed its readiness check.
+    pub(super) fn ready(&mut self, spec: &Spec, r: &Running) {
+        for (req, ticket, nested) in r.held.tickets() {
+            let mut line = line(spec, Kind::Ready, req.db.path(), req.mode);
+            line.ticket = Some(ticket);
+            line.nested = nested;
+            line.child = Some(r.pid);
+            self.emit(&req.db.lock_dir(), req.key.as_deref(), &line);
+        }
+    }
+
     /// What to write when a program's locks go: one line per database,
     /// made before the release (which consumes the hold) and written with
     /// [`Recorder::write_all`] after it. `stopping`: the run is being
     /// stopped.
     pub(super) fn released(spec: &Spec, r: &Running, exit: ExitKind, stopping: bool) -> Unwritten {
-        let outcome = if r.stop_requested || (stopping && !r.yielding) {
+        let outcome = if r.stop_requested || r.ending || (stopping && !r.yielding) {
             Outcome::Stopped
-        } else if r.restart_requested {
+        } else if matches!(r.readiness, Readiness::TimedOut) {
+            Outcome::Failed
+        } else if r.restart_requested || r.change_restart {
             Outcome::Restarted
         } else if r.yielding {
             Outcome::Yielded

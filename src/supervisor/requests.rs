@@ -15,7 +15,8 @@ use dblaunch_lock::Request;
 
 use super::context::Context;
 use super::lifecycle::{finish, give_up};
-use super::state::{End, State};
+use super::readiness::stop_in_order;
+use super::state::{End, Readiness, State};
 use super::table::Table;
 
 /// A call from `dblaunch stop`, `restart` or `ps`.
@@ -46,6 +47,7 @@ fn ps(table: &Table<'_>, reply: &Sender<String>) {
             pid: None,
             uptime_ms: None,
             restarts: table.restarts(i),
+            change_restarts: table.change_restarts(i),
             holds: Vec::new(),
             awaits: Vec::new(),
             hold: Hold::Running,
@@ -69,10 +71,18 @@ fn ps(table: &Table<'_>, reply: &Sender<String>) {
             State::Running(r) => {
                 line.state = if r.yielding {
                     Phase::Yielding
-                } else if r.stop_requested || r.restart_requested || r.kill_at.is_some() {
+                } else if r.stop_requested
+                    || r.restart_requested
+                    || r.kill_at.is_some()
+                    || r.stop_deferred.is_some()
+                {
                     Phase::Stopping
                 } else {
-                    Phase::Running
+                    match r.readiness {
+                        Readiness::Up => Phase::Running,
+                        Readiness::Ready => Phase::Ready,
+                        Readiness::Starting { .. } | Readiness::TimedOut => Phase::Starting,
+                    }
                 };
                 line.pid = Some(r.pid);
                 line.uptime_ms = Some(r.started.elapsed().as_millis() as u64);
@@ -134,29 +144,45 @@ fn restart(cx: &mut Context<'_, '_>, call: Call) {
 fn stop(cx: &mut Context<'_, '_>, call: Call) {
     let reply = &call.reply;
     let mut matched = false;
-    for i in 0..cx.table.len() {
+    // What needs a program that stops is stopped too, before it.
+    let n = cx.table.len();
+    let mut chosen: Vec<bool> = (0..n).map(|i| call.wants(&cx.table.spec(i).name)).collect();
+    loop {
+        let more: Vec<usize> = (0..n)
+            .filter(|&j| !chosen[j] && !cx.table.is_done(j))
+            .filter(|&j| cx.table.spec(j).dev.needs.iter().any(|&d| chosen[d]))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        for j in more {
+            chosen[j] = true;
+            let _ = reply.send(format!(
+                "stopping {} too: it needs a program being stopped",
+                cx.table.spec(j).name
+            ));
+        }
+    }
+    for (i, _) in chosen.iter().enumerate().filter(|(_, c)| **c) {
         let spec = cx.table.spec(i);
         let name = &spec.name;
-        if !call.wants(name) {
-            continue;
-        }
         matched = true;
         let signal = spec.stop_signal;
         let timeout = cx.opts.stop_timeout;
         match cx.table.state_mut(i) {
             State::Running(r) => {
-                if !r.stop_requested {
-                    r.stop_requested = true;
-                    r.ask_to_stop(signal, timeout);
+                let first = !std::mem::replace(&mut r.stop_requested, true);
+                r.replies.push(reply.clone());
+                let pid = r.pid;
+                if first {
+                    stop_in_order(cx, i, signal);
                     tracing::info!("{}: stopping on request ({})", name, signals::name(signal));
                     let _ = reply.send(format!(
-                        "stopping {name} (pid {}) with {}; SIGKILL after {}",
-                        r.pid,
+                        "stopping {name} (pid {pid}) with {}; SIGKILL after {}",
                         signals::name(signal),
                         humantime::format_duration(timeout)
                     ));
                 }
-                r.replies.push(reply.clone());
             }
             State::Pending
             | State::Queued { .. }

@@ -26,6 +26,23 @@ pub struct Spec {
     /// Give way to anyone who queues for its databases in a conflicting
     /// mode: stop gracefully, queue again behind them, come back.
     pub yields: bool,
+    /// The dev loop: what it needs, when it is up, what restarts it.
+    pub dev: Dev,
+}
+
+/// A program's part in the dev loop (`needs`, `ready`, `watch`); nothing
+/// for `exec`.
+#[derive(Clone, Debug, Default)]
+pub struct Dev {
+    /// Indices (into the run's specs) of programs that must be running and
+    /// ready before it starts, and that are stopped only after it.
+    pub needs: Vec<usize>,
+    pub ready: Option<Box<crate::manifest::Ready>>,
+    /// `None` also with `run --no-watch`.
+    pub watch: Option<Box<crate::manifest::Watch>>,
+    /// In the run only because another program needs it: stopped once
+    /// every other program has ended.
+    pub needed_only: bool,
 }
 
 /// A run at least this long resets the count of consecutive restarts.
@@ -54,6 +71,22 @@ pub struct Options {
     pub ready: Option<std::fs::File>,
     /// The lock backend shared with other hosts, for keyed databases.
     pub remote: Option<dblaunch_lock::Remote>,
+    /// Speak systemd's notify protocol when `$NOTIFY_SOCKET` is set (READY=1,
+    /// STOPPING=1), and keep that socket from the programs (`run`; `exec`
+    /// passes it on to its one program). The supervisor clears it when the
+    /// variable is not set, so that nothing is hidden for nothing.
+    pub systemd: bool,
+}
+
+impl Options {
+    /// dblaunch's own variables that its programs do not get.
+    pub(super) fn hidden_env(&self) -> &'static [&'static str] {
+        if self.systemd {
+            &[crate::sdnotify::NOTIFY_SOCKET]
+        } else {
+            &[]
+        }
+    }
 }
 
 #[cfg(test)]

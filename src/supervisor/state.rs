@@ -131,6 +131,56 @@ pub(super) struct Running {
     pub(super) kill_at: Option<Instant>,
     pub(super) killed_at: Option<Instant>,
     pub(super) pumps: Vec<Pump>,
+    /// Whether it is up yet, for what needs it (`ready`).
+    pub(super) readiness: Readiness,
+    /// A stop signal held back until everything that needs it has exited.
+    pub(super) stop_deferred: Option<i32>,
+    /// A watched path changed: queue again once it has ended.
+    pub(super) change_restart: bool,
+    /// Nothing needs it any more (the run's other programs have ended).
+    pub(super) ending: bool,
+}
+
+/// Whether a running program is up.
+pub(super) enum Readiness {
+    /// It has no `ready` check: up as soon as it runs.
+    Up,
+    /// Its check has not succeeded yet.
+    Starting {
+        /// The next try (when no try is under way).
+        next: Instant,
+        /// Not ready by then: it is stopped, and fails.
+        deadline: Instant,
+        /// What the last try saw.
+        last: Option<String>,
+        trying: Option<Try>,
+    },
+    Ready,
+    /// Not ready by its deadline: being stopped, and it fails.
+    TimedOut,
+}
+
+/// A try of a check that is under way.
+pub(super) enum Try {
+    /// tcp or http: a thread that reports with an event.
+    Thread,
+    /// exec: a process of dblaunch's, reaped by the loop.
+    Process(Box<CheckProcess>),
+}
+
+pub(super) struct CheckProcess {
+    pub(super) pid: i32,
+    /// Killed (its group) if it runs past this.
+    pub(super) until: Instant,
+    pub(super) stdout: Option<std::process::ChildStdout>,
+    pub(super) stderr: Option<std::process::ChildStderr>,
+}
+
+impl Readiness {
+    /// Up for what needs it.
+    pub(super) fn up(&self) -> bool {
+        matches!(self, Readiness::Up | Readiness::Ready)
+    }
 }
 
 impl Running {

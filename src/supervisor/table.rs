@@ -2,7 +2,8 @@
 //! ([`State`]), and how many times in a row it has restarted. Program `i`
 //! is index `i` of all three.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use dblaunch_lock::TicketId;
 
@@ -14,6 +15,20 @@ pub(super) struct Table<'a> {
     states: Vec<State>,
     /// Consecutive restarts of each program.
     restarts: Vec<u32>,
+    /// Each program's part in the dev loop (one allocation for all three:
+    /// a launch pays for every allocation).
+    dev: Vec<DevState>,
+}
+
+#[derive(Default)]
+struct DevState {
+    /// Restarts caused by a change of a watched path.
+    change_restarts: u32,
+    /// A change of a watched path waits out its debounce until then; the
+    /// first path that changed.
+    change: Option<(Instant, PathBuf)>,
+    /// Why the program, which ended, is not up, for what needs it.
+    note: Option<String>,
 }
 
 impl<'a> Table<'a> {
@@ -23,6 +38,7 @@ impl<'a> Table<'a> {
             specs,
             states: specs.iter().map(|_| State::Pending).collect(),
             restarts: vec![0; specs.len()],
+            dev: specs.iter().map(|_| DevState::default()).collect(),
         }
     }
 
@@ -65,6 +81,44 @@ impl<'a> Table<'a> {
 
     pub(super) fn restarts_mut(&mut self, i: usize) -> &mut u32 {
         &mut self.restarts[i]
+    }
+
+    pub(super) fn change_restarts(&self, i: usize) -> u32 {
+        self.dev[i].change_restarts
+    }
+
+    pub(super) fn count_change_restart(&mut self, i: usize) {
+        self.dev[i].change_restarts += 1;
+    }
+
+    /// The pending change of program `i`'s watched paths, if any.
+    pub(super) fn change(&self, i: usize) -> Option<&(Instant, PathBuf)> {
+        self.dev[i].change.as_ref()
+    }
+
+    pub(super) fn set_change(&mut self, i: usize, change: Option<(Instant, PathBuf)>) {
+        self.dev[i].change = change;
+    }
+
+    /// Why program `i`, which ended, is not up.
+    pub(super) fn note(&self, i: usize) -> Option<&str> {
+        self.dev[i].note.as_deref()
+    }
+
+    pub(super) fn set_note(&mut self, i: usize, note: Option<String>) {
+        self.dev[i].note = note;
+    }
+
+    /// Whether a program that needs program `i` is running.
+    pub(super) fn needed_by_running(&self, i: usize) -> bool {
+        (0..self.states.len()).any(|j| {
+            self.specs[j].dev.needs.contains(&i) && matches!(self.states[j], State::Running(_))
+        })
+    }
+
+    /// Whether any program watches paths.
+    pub(super) fn watching(&self) -> bool {
+        self.specs.iter().any(|s| s.dev.watch.is_some())
     }
 
     /// Whether program `i` has ended.

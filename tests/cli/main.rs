@@ -9,6 +9,7 @@ mod chaos;
 mod crash;
 mod demo;
 mod detached;
+mod devloop;
 mod duckdb;
 mod exclusion;
 mod exec_names;

@@ -24,6 +24,9 @@ pub enum Kind {
     Foreign,
     /// A `yields = true` reader was stopped to let a waiting writer in.
     Yielded,
+    /// The program's readiness check (`ready` in the manifest) succeeded:
+    /// it is up for the programs that need it.
+    Ready,
 }
 
 /// How a hold ended.
