@@ -14,6 +14,9 @@ use crate::error::LockError;
 /// linked into place.
 pub(super) const TMP_PREFIX: &str = ".new-";
 
+/// Prefix of a spare ticket's name (see `spare.rs`).
+pub(super) const SPARE_PREFIX: &str = ".spare-";
+
 /// The directory that holds one queue: a database's lock directory, or a
 /// nested queue inside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,8 +117,9 @@ impl LockDir {
         Ok(self.list_all()?.0)
     }
 
-    /// Tickets, oldest first, and the names of temporary tickets and of
-    /// nested queues whose ticket is gone (both leftovers of a crash).
+    /// Tickets, oldest first, and the names of what else may need clearing
+    /// away: temporary tickets and nested queues whose ticket is gone (both
+    /// leftovers of a crash), and spare tickets (see `spare.rs`).
     pub(super) fn list_all(&self) -> Result<(Vec<TicketId>, Vec<String>), LockError> {
         let mut ids = Vec::new();
         let mut temporaries = Vec::new();
@@ -128,7 +132,7 @@ impl LockDir {
             let Some(name) = name.to_str() else { continue };
             if let Some(id) = TicketId::parse(name) {
                 ids.push(id);
-            } else if name.starts_with(TMP_PREFIX) {
+            } else if name.starts_with(TMP_PREFIX) || name.starts_with(SPARE_PREFIX) {
                 temporaries.push(name.to_owned());
             } else if let Some(id) = name.strip_suffix(NESTED_SUFFIX).and_then(TicketId::parse) {
                 nested.push(id);

@@ -7,7 +7,8 @@
 //!   either locked by a live owner or dead;
 //! - a ticket is unlinked only by someone who got a shared lock on it (waiting
 //!   for it, or trying without waiting): only its owner ever holds it
-//!   exclusively, so that proves no process holds it any more;
+//!   exclusively, so that proves no process holds it any more; or renamed
+//!   out of the queue by its owner while it holds it (a spare, `spare.rs`);
 //! - ticket numbers only grow, so a name that no longer exists is finished.
 //!
 //! | file | its one job |
@@ -22,6 +23,7 @@
 //! | `wait.rs` | waiting for our turn behind the earlier tickets, in flock(2) |
 //! | `watch.rs` | waiting for one ticket to be let go, in poll(2), cancellable |
 //! | `tidy.rs` | clearing away what nobody holds |
+//! | `spare.rs` | the released own ticket a process keeps for its next lock |
 
 mod entry;
 mod gate;
@@ -29,6 +31,7 @@ mod handle;
 mod lock_dir;
 mod name;
 mod record_file;
+mod spare;
 mod ticket;
 mod tidy;
 mod wait;

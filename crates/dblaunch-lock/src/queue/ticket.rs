@@ -3,15 +3,16 @@
 //! ticket is gone. Taking one, rewriting its record, giving it up unused,
 //! and releasing it.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::handle::Queue;
-use super::lock_dir::{LockDir, TMP_PREFIX};
+use super::lock_dir::{LockDir, SPARE_PREFIX, TMP_PREFIX};
 use super::name::{NESTED_SUFFIX, TicketId};
+use super::spare;
 use super::tidy::{Tidy, remove_if_unheld, take_if_unheld};
 use crate::error::LockError;
 use crate::fork::TicketFile;
@@ -30,6 +31,9 @@ pub struct Ticket {
     file: TicketFile,
     /// Its record already says this process holds it (granted at once).
     holding: bool,
+    /// Its file is also the process's spare for the queue, under this name
+    /// (see `spare.rs`).
+    spare: Option<String>,
 }
 
 /// The result of [`Ticket::take`].
@@ -106,41 +110,59 @@ impl Ticket {
         // overwrites only the counter's fixed-width first line.)
         let id = TicketId { number, mode };
         let path = dir.ticket_path(id);
-        // The ticket is made under a name no one lists, locked and given its
-        // record, and only then renamed into place (the inode, and so the
-        // lock, stays): a reader that lists the queue without the gate
-        // (status, the names of holders in messages) can never catch it
-        // unlocked or empty, nor take the probe lock that would make ours
-        // fail.
-        let tmp = dir.join(&format!("{TMP_PREFIX}{number:020}.{}", crate::fork::pid()));
-        let file = dir.create_new(&tmp)?;
-        let file = if own {
-            TicketFile::own(file)
-        } else {
-            TicketFile::inherited(file)
-        };
         let record = record(blockers.is_empty());
+        // A program locking for itself again, alone in the queue: its spare
+        // from last time, still locked (see `spare.rs`), given the record
+        // and linked into place.
+        let reused = (own && existing.is_empty())
+            .then(|| spare::reuse(dir))
+            .flatten()
+            .and_then(|(name, file)| {
+                let linked = write_record(file.get(), &record)
+                    .and_then(|()| fs::hard_link(dir.join(&name), &path));
+                match linked {
+                    Ok(()) => Some((file, name)),
+                    Err(_) => {
+                        spare::unused(dir, &name, file);
+                        None
+                    }
+                }
+            });
+        let (file, spare) = match reused {
+            Some((file, name)) => (file, Some(name)),
+            None => {
+                // The ticket is made under a name no one lists, locked and
+                // given its record, and only then renamed into place (the
+                // inode, and so the lock, stays): a reader that lists the
+                // queue without the gate (status, the names of holders in
+                // messages) can never catch it unlocked or empty, nor take
+                // the probe lock that would make ours fail.
+                let tmp = dir.join(&format!("{TMP_PREFIX}{number:020}.{}", crate::fork::pid()));
+                let file = dir.create_new(&tmp)?;
+                let file = if own {
+                    TicketFile::own(file)
+                } else {
+                    TicketFile::inherited(file)
+                };
+                let made = match kernel::lock(file.get(), Kind::Exclusive, false) {
+                    Ok(true) => place(&file, &record, &tmp, &path),
+                    Ok(false) => Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK)),
+                    Err(e) => Err(io::Error::from(e)),
+                };
+                if let Err(e) = made {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(dir.io_err("create", path)(e));
+                }
+                (file, None)
+            }
+        };
         let ticket = Ticket {
             queue: queue.clone(),
             id,
             file,
             holding: record.state == RecordState::Holding,
+            spare,
         };
-        let made = kernel::lock(ticket.file.get(), Kind::Exclusive, false)
-            .map_err(io::Error::from)
-            .and_then(|locked| {
-                if locked {
-                    Ok(())
-                } else {
-                    Err(io::Error::from_raw_os_error(libc::EWOULDBLOCK))
-                }
-            })
-            .and_then(|()| ticket.file.get().write_all_at(&record.to_bytes(), 0))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = made {
-            let _ = fs::remove_file(&tmp);
-            return Err(dir.io_err("create", path)(e));
-        }
         gate.set_counter(number);
         drop(gate);
         Ok(Enqueued::Queued {
@@ -178,16 +200,7 @@ impl Ticket {
     /// Rewrites the record in place. Done while holding the ticket's lock;
     /// a reader may see a torn record for an instant and retries.
     pub fn update(&self, record: &Record) -> io::Result<()> {
-        let mut bytes = record.to_bytes();
-        // Pad a shorter record with spaces (JSON ignores them) rather than
-        // truncating the file: saves a metadata change per launch.
-        let old = self.file.get().metadata()?.len() as usize;
-        if bytes.len() < old {
-            bytes.truncate(bytes.len() - 1);
-            bytes.resize(old - 1, b' ');
-            bytes.push(b'\n');
-        }
-        self.file.get().write_all_at(&bytes, 0)
+        write_record(self.file.get(), record)
     }
 
     /// Whether this ticket's file is still the one in the queue directory
@@ -202,8 +215,17 @@ impl Ticket {
 
     /// Gives up a place in the queue that was never used.
     pub fn abandon(self) {
+        let dir = self.queue.lock_dir();
+        let path = dir.ticket_path(self.id);
+        if let Some(name) = &self.spare {
+            // Ours alone: it leaves the queue and is the spare again.
+            if let Err(file) = spare::keep(dir, &path, Some(name), self.file) {
+                drop(file);
+            }
+            return;
+        }
         if let Ok(_gate) = self.queue.gate() {
-            let _ = fs::remove_file(self.queue.lock_dir().ticket_path(self.id));
+            let _ = fs::remove_file(&path);
         }
         drop(self.file);
     }
@@ -214,9 +236,23 @@ impl Ticket {
     pub fn release(self) -> Release {
         let path = self.queue.lock_dir().ticket_path(self.id);
         // A process's own ticket is never inherited, so no nested queue can
-        // be under it.
+        // be under it, and nobody else can hold it: it leaves the queue at
+        // once, kept as the process's spare for its next lock.
         let nested = !self.file.is_own();
-        drop(self.file);
+        let file = if nested {
+            self.file
+        } else {
+            match spare::keep(
+                self.queue.lock_dir(),
+                &path,
+                self.spare.as_deref(),
+                self.file,
+            ) {
+                Ok(()) => return Release::Free(Tidy::nothing(path)),
+                Err(file) => file,
+            }
+        };
+        drop(file);
         // No gate needed: a shared lock on a released ticket proves that
         // nobody holds it exclusively (only its owner's description ever
         // does), and nobody ever takes a meaningful lock on it again, so
@@ -264,13 +300,39 @@ impl Ticket {
     }
 }
 
+/// Gives a new, locked ticket file, under the name `from`, its record, and
+/// renames it to `to`: its place in the queue.
+fn place(file: &TicketFile, record: &Record, from: &Path, to: &Path) -> io::Result<()> {
+    write_record(file.get(), record)?;
+    fs::rename(from, to)
+}
+
+/// Writes `record` over what the ticket file held. A shorter record is
+/// padded with spaces (JSON ignores them) rather than the file truncated:
+/// saves a metadata change per launch.
+fn write_record(file: &File, record: &Record) -> io::Result<()> {
+    let mut bytes = record.to_bytes();
+    let old = file.metadata()?.len() as usize;
+    if bytes.len() < old {
+        bytes.truncate(bytes.len() - 1);
+        bytes.resize(old - 1, b' ');
+        bytes.push(b'\n');
+    }
+    file.write_all_at(&bytes, 0)
+}
+
 /// Under the gate: removes temporary tickets that a crash left behind
-/// between their creation and their rename (their lock is free), and
-/// nested queues whose ticket is gone (nobody can be under it any more:
+/// between their creation and their rename (their lock is free), spare
+/// tickets of processes that are gone, and nested queues whose ticket is
+/// gone (nobody can be under it any more:
 /// whoever was held the ticket's lock, which is free).
 fn remove_dead_temporaries(dir: &LockDir, names: &[String]) {
     for name in names {
-        if name.ends_with(NESTED_SUFFIX) {
+        if name.starts_with(SPARE_PREFIX) {
+            if !spare::is_ours(name) {
+                spare::remove_if_dead(&dir.join(name));
+            }
+        } else if name.ends_with(NESTED_SUFFIX) {
             let _ = fs::remove_dir_all(dir.join(name));
         } else {
             remove_if_unheld(&dir.join(name));

@@ -25,6 +25,15 @@ pub struct Tidy {
 }
 
 impl Tidy {
+    /// Nothing is left to clear away: the ticket left the queue already.
+    pub(super) fn nothing(path: PathBuf) -> Tidy {
+        Tidy {
+            path,
+            file: None,
+            nested: false,
+        }
+    }
+
     /// Only the nested queue is ours to remove; the name is left for
     /// whoever finds it unheld.
     pub(super) fn nested_only(path: PathBuf) -> Tidy {

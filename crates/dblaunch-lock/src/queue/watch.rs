@@ -26,7 +26,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-use super::record_file::{is_planted_link, open_ticket};
+use super::record_file::{is_planted_link, open_ticket, same_file};
 use crate::kernel::{self, Kind};
 
 /// Pauses between tries of the lock after an inotify event: the close is
@@ -171,7 +171,9 @@ impl Watcher {
     }
 
     /// Reads every queued event; true if one says the watched ticket was
-    /// deleted (events of earlier watches are dropped).
+    /// deleted, or renamed out of the queue by its owner as its spare
+    /// (`spare.rs`; nothing else renames a ticket). Events of earlier
+    /// watches are dropped.
     fn drain(&self) -> bool {
         let mut deleted = false;
         while let Ok(events) = self.inotify.read_events() {
@@ -179,7 +181,9 @@ impl Watcher {
                 break;
             }
             deleted |= events.iter().any(|e| {
-                Some(e.wd) == self.watch && e.mask.contains(AddWatchFlags::IN_DELETE_SELF)
+                Some(e.wd) == self.watch
+                    && e.mask
+                        .intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF)
             });
         }
         deleted
@@ -204,6 +208,8 @@ impl Watcher {
             path,
             AddWatchFlags::IN_CLOSE_WRITE
                 | AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF
+                | AddWatchFlags::IN_ATTRIB
                 | AddWatchFlags::IN_DONT_FOLLOW,
         );
         match watched {
@@ -251,8 +257,12 @@ impl Watcher {
             if fds[1].any().unwrap_or(false) || cancel.is_cancelled() {
                 return Ok(Watched::Cancelled);
             }
-            // One close or many: the answer is the lock's.
-            if self.drain() {
+            // One close or many: the answer is the lock's. But a ticket
+            // that left the queue is done, whatever its lock: its owner
+            // unlinks it (one of its names, so the event is IN_ATTRIB) or
+            // renames it away before it lets go, keeping the file as its
+            // spare (`spare.rs`).
+            if self.drain() || !same_file(&file, path) {
                 return Ok(Watched::Free);
             }
             for pause in RETRIES {
