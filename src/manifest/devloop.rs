@@ -12,7 +12,7 @@ use toml::de::DeValue;
 
 use super::error::Diagnostic;
 use super::model::{Check, Ready, Watch, normalize};
-use super::shapes::RawCommand;
+use super::shapes::{RawCommand, duration};
 
 /// The readiness checks, then their settings.
 const READY_CHECKS: [&str; 5] = ["tcp", "http", "exec", "log", "notify"];
@@ -274,22 +274,6 @@ fn read_watch(
                     Some(v.span()),
                 )
                 .help("write watch = [\"src\", \"package.json\"] or watch = { paths = [\"src\"], ignore = [\"*.tmp\"], debounce = \"300ms\" }"),
-            );
-            None
-        }
-    }
-}
-
-fn duration(s: &Spanned<String>, what: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
-    match humantime::parse_duration(s.get_ref()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            diags.push(
-                Diagnostic::new(
-                    format!("{what} `{}` is not a duration: {e}", s.get_ref()),
-                    Some(s.span()),
-                )
-                .help("write a duration such as \"250ms\", \"10s\" or \"2m\""),
             );
             None
         }

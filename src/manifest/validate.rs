@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use dblaunch_lock::backend::BACKEND_ENV;
 use toml::Spanned;
@@ -14,6 +13,7 @@ use super::model::{
     DEFAULT_MAX_RESTARTS, DbRef, Hold, Manifest, Program, Restart, Settings, is_path, normalize,
 };
 use super::raw::{Raw, RawProgram};
+use super::shapes::duration;
 use super::suggest::closest;
 
 fn suggest(d: Diagnostic, name: &str, known: &[&str], kind: &str) -> Diagnostic {
@@ -21,22 +21,6 @@ fn suggest(d: Diagnostic, name: &str, known: &[&str], kind: &str) -> Diagnostic 
         Some(c) => d.help(format!("did you mean `{c}`?")),
         None if known.is_empty() => d.help(format!("the manifest defines no {kind}")),
         None => d.help(format!("the {kind} are: {}", known.join(", "))),
-    }
-}
-
-fn duration(s: &Spanned<String>, what: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
-    match humantime::parse_duration(s.get_ref()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            diags.push(
-                Diagnostic::new(
-                    format!("{what} `{}` is not a duration: {e}", s.get_ref()),
-                    Some(s.span()),
-                )
-                .help("write a duration such as \"500ms\", \"10s\", \"10m\" or \"1h30m\""),
-            );
-            None
-        }
     }
 }
 
