@@ -7,6 +7,7 @@ in the log."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Union
@@ -52,3 +53,16 @@ def work(log: PathLike, tag: str, mode: str, seconds: float, together: list[str]
         await_grants(log, together, tag)
     time.sleep(seconds)
     record(log, "release", tag, mode)
+
+
+def hold(log: PathLike, tag: str, mode: str, until_stdin_closes: bool, seconds: float, together: str) -> None:
+    """A holder's part, the same under `dblaunch exec` (logger.py) and
+    dblaunch.lock (participant.py): says `held`, then records its hold, until
+    its stdin closes or as `work` does (`together`: tags, comma-separated)."""
+    print("held", flush=True)
+    if until_stdin_closes:
+        record(log, "grant", tag, mode)
+        sys.stdin.read()
+        record(log, "release", tag, mode)
+    else:
+        work(log, tag, mode, seconds, [t for t in together.split(",") if t])

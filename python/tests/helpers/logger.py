@@ -5,7 +5,6 @@ what dblaunch exec locked for it, and records it. logger.py TAG MODE LOG
 from __future__ import annotations
 
 import argparse
-import sys
 
 import events
 
@@ -18,10 +17,4 @@ parser.add_argument("--together", default="")
 parser.add_argument("--hold", action="store_true")
 args = parser.parse_args()
 
-print("held", flush=True)
-if args.hold:
-    events.record(args.log, "grant", args.tag, args.mode)
-    sys.stdin.read()
-    events.record(args.log, "release", args.tag, args.mode)
-else:
-    events.work(args.log, args.tag, args.mode, args.work, [t for t in args.together.split(",") if t])
+events.hold(args.log, args.tag, args.mode, args.hold, args.work, args.together)

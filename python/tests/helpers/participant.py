@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 import events
 
@@ -31,14 +30,7 @@ lock = dblaunch.lock(args.db, args.mode, timeout=args.timeout, name=args.name)
 
 
 def hold() -> None:
-    print("held", flush=True)
-    if args.hold:
-        events.record(args.log, "grant", args.tag, args.mode)
-        sys.stdin.read()
-        events.record(args.log, "release", args.tag, args.mode)
-    else:
-        together = [t for t in args.together.split(",") if t]
-        events.work(args.log, args.tag, args.mode, args.work, together)
+    events.hold(args.log, args.tag, args.mode, args.hold, args.work, args.together)
 
 
 async def hold_async() -> None:
