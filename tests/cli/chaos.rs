@@ -23,16 +23,6 @@ const DBS: [&str; 3] = ["a.db", "b.db", "c.db"];
 /// Databases (index, write?) of one program.
 type Locks = Vec<(usize, bool)>;
 
-fn now_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
-
 /// One dblaunch started by the test.
 #[derive(Debug, Clone)]
 struct Launch {

@@ -607,34 +607,8 @@ fn figures() {
     );
 }
 
-fn now_ns() -> u128 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
-}
-
-/// `dblaunch check` of a manifest with `data/` and `src/`: its status and
-/// stderr, the directory shown as `DIR`.
-fn check(manifest: &str) -> (i32, String) {
-    let env = Env::new();
-    env.manifest(manifest);
-    fs::create_dir(env.path("src")).unwrap();
-    let o = env.run(&["check"]);
-    let dir = fs::canonicalize(env.dir.path())
-        .unwrap()
-        .display()
-        .to_string();
-    (code(&o), text(&o.stderr).replace(&dir, "DIR"))
-}
-
 fn assert_error(manifest: &str, expected: &str) {
-    let (status, err) = check(manifest);
-    assert_eq!(status, 2, "{err}");
-    assert!(err.contains(expected), "expected:\n{expected}\ngot:\n{err}");
+    assert_manifest_error(manifest, &["src"], expected);
 }
 
 #[test]
@@ -727,8 +701,9 @@ fn needs_cycles_and_unknown_names() {
   |          ^^^^^
   = help: did you mean `db`?",
     );
-    let (status, err) = check(
+    let (status, _, err) = check_manifest(
         "[programs.db]\ncommand = \"x\"\nready = { tcp = \"127.0.0.1:5432\", interval = \"100ms\" }\n[programs.web]\ncommand = \"x\"\nneeds = [\"db\"]\nwatch = { paths = [\"src\"], ignore = [\"*.tmp\"], debounce = \"200ms\" }\n",
+        &["src"],
     );
     assert_eq!(status, 0, "{err}");
 }

@@ -338,6 +338,47 @@ pub fn stderr_of(child: &mut Child) -> String {
     s
 }
 
+/// `dblaunch check` of `manifest` in a fresh project that has the
+/// directories `dirs`: its status, stdout and stderr (the project's
+/// directory shown as `DIR`).
+pub fn check_manifest(manifest: &str, dirs: &[&str]) -> (i32, String, String) {
+    let env = Env::new();
+    env.manifest(manifest);
+    for d in dirs {
+        fs::create_dir(env.path(d)).unwrap();
+    }
+    let o = env.run(&["check"]);
+    let dir = fs::canonicalize(env.dir.path())
+        .unwrap()
+        .display()
+        .to_string();
+    (
+        code(&o),
+        text(&o.stdout),
+        text(&o.stderr).replace(&dir, "DIR"),
+    )
+}
+
+/// `check_manifest` fails with exit status 2 and a message that contains
+/// `expected`.
+pub fn assert_manifest_error(manifest: &str, dirs: &[&str], expected: &str) {
+    let (status, _, err) = check_manifest(manifest, dirs);
+    assert_eq!(status, 2, "{err}");
+    assert!(err.contains(expected), "expected:\n{expected}\ngot:\n{err}");
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock the probe fixture stamps its
+/// log with.
+pub fn now_ns() -> u128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }

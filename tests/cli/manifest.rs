@@ -1,31 +1,15 @@
 //! Every bad manifest gives its line and column, the source line, a caret
 //! and what to do (checked verbatim), exits 2, and starts nothing.
 
-use std::fs;
-
 use crate::*;
 
-/// `dblaunch check` on `text`; stderr with the temp dir replaced by `DIR`.
+/// `dblaunch check` on `manifest`, in a project with `data/`.
 fn check(manifest: &str) -> (i32, String, String) {
-    let env = Env::new();
-    env.manifest(manifest);
-    fs::create_dir(env.path("data")).unwrap();
-    let o = env.run(&["check"]);
-    let dir = fs::canonicalize(env.dir.path())
-        .unwrap()
-        .display()
-        .to_string();
-    (
-        code(&o),
-        text(&o.stdout),
-        text(&o.stderr).replace(&dir, "DIR"),
-    )
+    check_manifest(manifest, &["data"])
 }
 
 fn assert_error(manifest: &str, expected: &str) {
-    let (status, _, err) = check(manifest);
-    assert_eq!(status, 2, "{err}");
-    assert!(err.contains(expected), "expected:\n{expected}\ngot:\n{err}");
+    assert_manifest_error(manifest, &["data"], expected);
 }
 
 #[test]
