@@ -122,11 +122,13 @@ pub(super) fn keep(
             else {
                 return Err(file);
             };
+            let spare = spares.1.remove(at);
             if fs::remove_file(ticket).is_err() {
-                spares.1.remove(at);
                 return Err(file);
             }
-            at
+            // The most recently used last: the first to go is the oldest.
+            spares.1.push(spare);
+            spares.1.len() - 1
         }
         None => {
             if spares.1.iter().any(|s| s.dir == dir.path()) {
